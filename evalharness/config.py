@@ -1,0 +1,41 @@
+"""RunConfig: everything one evaluation run needs, validated once."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str
+    tasks: tuple[str, ...]
+    limit: int | None = None
+    num_fewshot: int | None = None
+    batch_size: int = 16
+    dtype: str | None = None
+    device: str | None = None
+    max_seq_len: int | None = None
+    output_dir: str | None = None
+    data_dir: str | None = None
+    threads: int | None = None
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ConfigError("no tasks given: pass --tasks a,b or --suite NAME")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be a positive number of items, got {self.limit}")
+        if self.num_fewshot is not None and self.num_fewshot < 0:
+            raise ConfigError(f"--num-fewshot must be >= 0, got {self.num_fewshot}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tasks"] = list(self.tasks)
+        return d

@@ -1,0 +1,43 @@
+"""Errors that evalharness reports to users as one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class EvalHarnessError(Exception):
+    """Base class: a problem with the user's input or environment, shown without a traceback."""
+
+
+class ConfigError(EvalHarnessError):
+    """A bad command-line argument, task spec, suite, preset or setting."""
+
+
+class ModelLoadError(EvalHarnessError):
+    """A model or tokenizer that cannot be found or loaded."""
+
+
+class DataFileNotFound(EvalHarnessError):
+    """A data file the task needs is missing from the data directory."""
+
+    def __init__(self, expected: str, looked_in: Path | str | None, hint: str = "") -> None:
+        self.expected = expected
+        self.looked_in = looked_in
+        where = f" in data directory {looked_in}" if looked_in is not None else ""
+        msg = f"data file {expected!r} not found{where}"
+        if hint:
+            msg += f"; {hint}"
+        super().__init__(msg)
+
+
+class DataError(EvalHarnessError):
+    """A malformed row in a data file: names the file, the line (1-based) and the field."""
+
+    def __init__(self, path: Path | str, line: int | None, field: str | None, problem: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.field = field
+        self.problem = problem
+        loc = self.path if line is None else f"{self.path}:{line}"
+        fld = f" field {field!r}:" if field else ""
+        super().__init__(f"{loc}:{fld} {problem}")

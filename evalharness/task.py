@@ -1,0 +1,216 @@
+"""A task at run time: documents -> log-likelihood requests (via prompts) -> per-item scores -> metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from . import metrics as M
+from .documents import Document, DocumentSet, load_documents
+from .errors import ConfigError
+from .fewshot import select_shots
+from .prompts import compile_expression, compile_template
+from .requests import LoglikelihoodRequest, LoglikelihoodResult
+from .taskspec import TaskSpec
+
+
+@dataclass(frozen=True)
+class Item:
+    """One evaluation item: the requests it needs and what scoring them needs."""
+
+    doc_id: int
+    subset: str | None
+    requests: tuple[LoglikelihoodRequest, ...]
+    gold: int | str  # multiple choice: gold index; language modeling: the gold continuation text
+    choice_lengths: tuple[int, ...] = ()  # multiple choice: characters of each choice, without the delimiter
+
+
+@dataclass(frozen=True)
+class ScoredItem:
+    """An item with its backend results and its per-item metric values."""
+
+    item: Item
+    results: tuple[LoglikelihoodResult, ...]
+    scores: dict[str, float]
+    predictions: dict[str, int] = field(default_factory=dict)
+
+    def sample_record(self) -> dict[str, Any]:
+        """The item's line in samples_<task>.jsonl."""
+        return {
+            "doc_id": self.item.doc_id,
+            "subset": self.item.subset,
+            "requests": [{"context": r.context, "continuation": r.continuation} for r in self.item.requests],
+            "logprobs": [r.logprob for r in self.results],
+            "is_greedy": [r.is_greedy for r in self.results],
+            "num_tokens": [r.num_tokens for r in self.results],
+            "truncated": any(r.truncated for r in self.results),
+            "prediction": self.predictions.get("acc"),
+            "predictions": self.predictions or None,
+            "gold": self.item.gold,
+            "metrics": self.scores,
+        }
+
+
+class Task:
+    """Builds requests from a TaskSpec's documents and turns the answers into metrics."""
+
+    def __init__(self, spec: TaskSpec, data_dir: Path | None, prompts_dir: Path | None = None) -> None:
+        self.spec = spec
+        self.documents: DocumentSet = load_documents(data_dir, spec.dataset, spec.source_file)
+        p = spec.prompt
+        self._context = compile_template(p.context, prompts_dir)
+        self._description = compile_template(p.description, prompts_dir) if p.description else None
+        self._target = compile_template(p.target, prompts_dir) if p.target else None
+        self._choices = compile_expression(p.choices, prompts_dir) if p.choices else None
+        self._gold = compile_expression(p.gold, prompts_dir) if p.gold else None
+
+    # ---- documents -> requests -------------------------------------------------------------
+    def _where(self, doc: Document) -> str:
+        subset = f" subset {doc.subset!r}" if doc.subset else ""
+        return f"{self.spec.source_file}: task {self.spec.name!r}{subset} doc_id {doc.doc_id}"
+
+    def _render(self, fn: Any, doc: Document, what: str) -> Any:
+        try:
+            return fn(doc=doc.doc, subset=doc.subset)
+        except jinja2.TemplateError as exc:
+            raise ConfigError(f"{self._where(doc)}: rendering {what}: {exc}") from exc
+
+    def context_of(self, doc: Document) -> str:
+        return self._render(self._context, doc, "prompt.context")
+
+    def choices_of(self, doc: Document) -> list[str]:
+        choices = self._render(self._choices, doc, "prompt.choices")
+        if not isinstance(choices, (list, tuple)) or not choices or not all(isinstance(c, str) for c in choices):
+            raise ConfigError(f"{self._where(doc)}: prompt.choices must give a non-empty list of strings, got {choices!r}")
+        return list(choices)
+
+    def gold_of(self, doc: Document, n_choices: int) -> int:
+        gold = self._render(self._gold, doc, "prompt.gold")
+        if isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < n_choices:
+            raise ConfigError(f"{self._where(doc)}: prompt.gold must be an index in [0, {n_choices}), got {gold!r}")
+        return gold
+
+    def target_of(self, doc: Document) -> str:
+        """The gold continuation without the target delimiter."""
+        if self.spec.output_type == "language_modeling":
+            return self._render(self._target, doc, "prompt.target")
+        choices = self.choices_of(doc)
+        return choices[self.gold_of(doc, len(choices))]
+
+    def _shot_pool(self, doc: Document) -> tuple[list[Document], bool]:
+        if self.documents.fewshot_docs is not None:
+            return self.documents.fewshot_docs.get(doc.subset, []), True
+        if self.spec.group_by_subset:
+            return [d for d in self.documents.docs if d.subset == doc.subset], False
+        return self.documents.docs, False
+
+    def full_context(self, doc: Document, num_fewshot: int) -> str:
+        """description + shots (context + delimiter + gold) + the document's context, joined by the shot delimiter."""
+        parts = []
+        if num_fewshot:
+            pool, separate = self._shot_pool(doc)
+            for shot in select_shots(doc, num_fewshot, pool=pool, from_separate_split=separate,
+                                     seed=self.spec.fewshot_seed, task=self.spec.name):
+                parts.append(self.context_of(shot) + self.spec.target_delimiter + self.target_of(shot))
+        parts.append(self.context_of(doc))
+        description = self._render(self._description, doc, "prompt.description") if self._description else ""
+        return description + self.spec.fewshot_delimiter.join(parts)
+
+    def selected_documents(self, limit: int | None) -> list[Document]:
+        """The documents to evaluate: all, or the first `limit` of the file (of each subset for MMLU)."""
+        docs = self.documents.docs
+        if limit is None:
+            return list(docs)
+        if not self.documents.limit_per_subset:
+            return list(docs[:limit])
+        taken: dict[str | None, int] = {}
+        out = []
+        for d in docs:
+            if taken.get(d.subset, 0) < limit:
+                taken[d.subset] = taken.get(d.subset, 0) + 1
+                out.append(d)
+        return out
+
+    def build_items(self, limit: int | None = None, num_fewshot: int | None = None) -> list[Item]:
+        k = self.spec.num_fewshot if num_fewshot is None else num_fewshot
+        items = []
+        delim = self.spec.target_delimiter
+        for doc in self.selected_documents(limit):
+            context = self.full_context(doc, k)
+            if self.spec.output_type == "language_modeling":
+                target = self.target_of(doc)
+                items.append(Item(doc.doc_id, doc.subset, (LoglikelihoodRequest(context, delim + target),), target))
+            else:
+                choices = self.choices_of(doc)
+                gold = self.gold_of(doc, len(choices))
+                requests = tuple(LoglikelihoodRequest(context, delim + c) for c in choices)
+                items.append(Item(doc.doc_id, doc.subset, requests, gold, tuple(len(c) for c in choices)))
+        return items
+
+    def fewshot_info(self, num_fewshot: int | None) -> dict[str, Any]:
+        """How shots were chosen, for results.json."""
+        k = self.spec.num_fewshot if num_fewshot is None else num_fewshot
+        separate = self.documents.fewshot_docs is not None
+        return {
+            "num_fewshot": k,
+            "source": f"first {k} rows of split {self.spec.dataset.fewshot_split!r} of the same subset" if separate
+            else ("seeded sample of the evaluation file, excluding the item" + (", same category" if self.spec.group_by_subset else "")),
+            "seed": None if separate else self.spec.fewshot_seed,
+            "delimiter": self.spec.fewshot_delimiter,
+            "target_delimiter": self.spec.target_delimiter,
+        }
+
+    # ---- answers -> metrics ----------------------------------------------------------------
+    def score(self, item: Item, results: tuple[LoglikelihoodResult, ...]) -> ScoredItem:
+        if self.spec.output_type == "language_modeling":
+            (res,) = results
+            scores = {"acc": M.lm_acc(res)}
+            if "perplexity" in self.spec.metrics:
+                scores["logprob"] = res.logprob
+            return ScoredItem(item, results, scores)
+        assert isinstance(item.gold, int)
+        s = M.mc_scores(results, item.choice_lengths, item.gold)
+        scores = {m: s[m] for m in self.spec.metrics}
+        predictions = {m: int(s[f"pred_{m}"]) for m in M.MC_METRICS}
+        return ScoredItem(item, results, scores, predictions)
+
+    def aggregate(self, scored: list[ScoredItem]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """Task-level metrics (with `<metric>_stderr`) and, for tasks with subsets, the same per subset."""
+        by_subset: dict[str, list[ScoredItem]] = {}
+        for s in scored:
+            by_subset.setdefault(str(s.item.subset), []).append(s)
+        groups: dict[str, dict[str, Any]] = {}
+        if self.spec.group_by_subset:
+            groups = {name: _metric_values(self.spec.metrics, rows) for name, rows in sorted(by_subset.items())}
+        overall = _metric_values(self.spec.metrics, scored)
+        if self.spec.group_by_subset:
+            other = "macro" if self.spec.headline == "micro" else "micro"
+            for metric in self.spec.metrics:
+                if metric == "perplexity":
+                    continue
+                micro = M.micro_mean({g: [r.scores[metric] for r in rows] for g, rows in by_subset.items()})
+                macro = M.macro_mean({g: _as_value(groups[g], metric) for g in groups})
+                head, second = (micro, macro) if self.spec.headline == "micro" else (macro, micro)
+                overall[metric], overall[f"{metric}_stderr"] = head.value, head.stderr
+                overall[f"{metric}_{other}"], overall[f"{metric}_{other}_stderr"] = second.value, second.stderr
+            overall["num_subsets"] = len(groups)
+        return overall, groups
+
+
+def _as_value(entry: dict[str, Any], metric: str) -> M.MetricValue:
+    return M.MetricValue(entry[metric], entry[f"{metric}_stderr"], entry["n"])
+
+
+def _metric_values(names: tuple[str, ...], rows: list[ScoredItem]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for metric in names:
+        if metric == "perplexity":
+            mv = M.perplexity([r.scores["logprob"] for r in rows])
+        else:
+            mv = M.mean_with_stderr([r.scores[metric] for r in rows])
+        out[metric], out[f"{metric}_stderr"] = mv.value, mv.stderr
+    out["n"] = len(rows)
+    return out
