@@ -19,12 +19,12 @@ _PLAIN_HEAD_TYPES = frozenset({
 
 
 @dataclass(frozen=True)
-class EncodedRequest:
-    """A request tokenised as lm-eval does: context tokens and continuation tokens."""
+class _Scored:
+    """One request placed on a model input row: which tokens of the row's predictions it reads."""
 
-    index: int
-    context: tuple[int, ...]
-    continuation: tuple[int, ...]
+    index: int  # position in the caller's request list
+    targets: tuple[int, ...]  # the continuation tokens (after any left truncation)
+    truncated: bool
 
 
 class HFCausalLM:
@@ -79,54 +79,58 @@ class HFCausalLM:
         requests: Sequence[LoglikelihoodRequest],
         progress: Callable[[int], None] | None = None,
     ) -> list[LoglikelihoodResult]:
-        """Answer every request; results come back in the requests' order. `progress(n)` after each batch."""
-        encoded = [EncodedRequest(i, *map(tuple, self.encode_pair(r.context, r.continuation))) for i, r in enumerate(requests)]
-        order = sorted(encoded, key=lambda e: (-(len(e.context) + len(e.continuation)), e.index))
+        """Answer every request; results come back in the requests' order. `progress(n)` after each batch.
+
+        Requests that feed the model the same input row (e.g. the choices of a multiple-choice question
+        whose answers are one token each) share one row of the batch.
+        """
+        rows: dict[tuple[int, ...], list[_Scored]] = {}
+        for i, r in enumerate(requests):
+            context, continuation = self.encode_pair(r.context, r.continuation)
+            tokens = (context + continuation)[-(self.max_length + 1):]
+            n_cont = min(len(continuation), len(tokens) - 1)
+            scored = _Scored(i, tuple(tokens[len(tokens) - n_cont:]) if n_cont else (), len(context) + len(continuation) > len(tokens))
+            rows.setdefault(tuple(tokens[:-1]), []).append(scored)
+        order = sorted(rows.items(), key=lambda kv: -len(kv[0]))
         results: list[LoglikelihoodResult | None] = [None] * len(requests)
         for start in range(0, len(order), self.batch_size):
             batch = order[start:start + self.batch_size]
-            for enc, res in zip(batch, self._score_batch(batch)):
-                results[enc.index] = res
+            for res in self._score_batch(batch):
+                results[res[0]] = res[1]
             if progress is not None:
-                progress(len(batch))
+                progress(sum(len(members) for _, members in batch))
         return results  # type: ignore[return-value]
 
-    def _score_batch(self, batch: Sequence[EncodedRequest]) -> list[LoglikelihoodResult]:
-        limit = self.max_length
-        rows, spans, truncated = [], [], []
-        for enc in batch:
-            tokens = (enc.context + enc.continuation)[-(limit + 1):]
-            inp = tokens[:-1]
-            n_cont = min(len(enc.continuation), len(inp))
-            rows.append(inp)
-            spans.append(n_cont)
-            truncated.append(len(enc.context) + len(enc.continuation) > limit + 1)
-        width = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            input_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-            attention_mask[i, : len(r)] = 1
-        # positions whose next-token distribution scores a continuation token
-        b_idx = torch.cat([torch.full((n,), i, dtype=torch.long) for i, n in enumerate(spans)])
-        p_idx = torch.cat([torch.arange(len(r) - n, len(r)) for r, n in zip(rows, spans)])
-        targets = torch.cat([
-            torch.tensor((enc.context + enc.continuation)[-n:] if n else [], dtype=torch.long)
-            for enc, n in zip(batch, spans)
-        ])
+    def _score_batch(self, batch: Sequence[tuple[tuple[int, ...], list[_Scored]]]) -> list[tuple[int, LoglikelihoodResult]]:
+        width = max(len(row) for row, _ in batch)
+        input_ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        b_idx, p_idx, targets, members = [], [], [], []
+        for i, (row, scored) in enumerate(batch):
+            input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            attention_mask[i, : len(row)] = 1
+            for s in scored:  # the last len(targets) positions of the row predict the continuation
+                n = len(s.targets)
+                b_idx += [i] * n
+                p_idx += range(len(row) - n, len(row))
+                targets += s.targets
+                members.append(s)
+        targets_t = torch.tensor(targets, dtype=torch.long)
         with torch.inference_mode():
-            logits = self._logits_at(input_ids.to(self.device), attention_mask.to(self.device), b_idx, p_idx)
+            logits = self._logits_at(input_ids.to(self.device), attention_mask.to(self.device),
+                                     torch.tensor(b_idx, dtype=torch.long), torch.tensor(p_idx, dtype=torch.long))
             logprobs = F.log_softmax(logits.float(), dim=-1).cpu()
-        token_lp = logprobs[torch.arange(len(targets)), targets]
-        greedy = logprobs.argmax(dim=-1) == targets
+        token_lp = logprobs[torch.arange(len(targets)), targets_t]
+        greedy = logprobs.argmax(dim=-1) == targets_t
         out, offset = [], 0
-        for n, trunc in zip(spans, truncated):
-            out.append(LoglikelihoodResult(
+        for s in members:
+            n = len(s.targets)
+            out.append((s.index, LoglikelihoodResult(
                 logprob=float(token_lp[offset:offset + n].sum()),
                 is_greedy=bool(greedy[offset:offset + n].all()),
                 num_tokens=n,
-                truncated=trunc,
-            ))
+                truncated=s.truncated,
+            )))
             offset += n
         return out
 

@@ -1,0 +1,69 @@
+"""Shared fixtures: the real data directory, the GPT-NeoX tokenizer, a tiny random MPT checkpoint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _data_dir() -> Path:
+    env = os.environ.get("EVALHARNESS_DATA_DIR")
+    return Path(env) if env else SHARED / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real benchmark data (CI always has it): a missing folder fails, it never skips."""
+    path = _data_dir()
+    assert (path / "llm-foundry").is_dir(), (
+        f"real benchmark data not found at {path}; set EVALHARNESS_DATA_DIR to the shared data folder"
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def neox_tokenizer_dir() -> Path:
+    path = SHARED / "tokenizers" / "gpt-neox-20b"
+    assert (path / "tokenizer.json").exists(), f"GPT-NeoX-20B tokenizer not found at {path}"
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def build_tiny_mpt(folder: Path, tokenizer_dir: Path, *, n_layers: int = 2, d_model: int = 64, max_seq_len: int = 256,
+                   seed: int = 0) -> Path:
+    """A small random MptForCausalLM (ALiBi, eager attention) with the real GPT-NeoX tokenizer, saved to `folder`."""
+    import torch
+    from transformers import AutoTokenizer, MptConfig, MptForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = MptConfig(
+        d_model=d_model, n_heads=4, n_layers=n_layers, expansion_ratio=2, max_seq_len=max_seq_len,
+        vocab_size=len(tokenizer), attn_config={"alibi": True},
+    )
+    torch.manual_seed(seed)
+    model = MptForCausalLM(config)
+    with torch.no_grad():  # larger random weights so log-probs differ clearly between choices
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.2)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_mpt_dir(tmp_path_factory: pytest.TempPathFactory, neox_tokenizer_dir: Path) -> Path:
+    return build_tiny_mpt(tmp_path_factory.mktemp("tiny-mpt"), neox_tokenizer_dir)
