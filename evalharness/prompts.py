@@ -43,7 +43,7 @@ def compile_template(ref: str, prompts_dir: Path | None = None) -> Callable[...,
     """Compile a template file name or an inline template string into a render function."""
     env = environment(prompts_dir)
     try:
-        template = env.get_template(ref) if is_template_file(ref) else env.from_string(ref)
+        template = env.get_template(ref) if is_template_file(ref) else env.overlay(keep_trailing_newline=True).from_string(ref)
     except jinja2.TemplateNotFound as exc:
         raise ConfigError(f"prompt template {ref!r} not found in {env.loader.searchpath}") from exc  # type: ignore[union-attr]
     except jinja2.TemplateSyntaxError as exc:

@@ -80,8 +80,11 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     return out_dir
 
 
+def converted_gguf_dir(gguf: Path) -> Path:
+    """The cached checkpoint folder for a GGUF file, converting it on first use."""
+    return convert_gguf(gguf, cache_root() / "models" / f"{gguf.stem}-{_file_digest(gguf)}")
+
+
 def embedded_model_dir() -> Path:
     """The cached checkpoint folder of the embedded model, converting it on first use."""
-    gguf = gguf_path()
-    out = cache_root() / "models" / f"smollm2-135m-instruct-{_file_digest(gguf)}"
-    return convert_gguf(gguf, out)
+    return converted_gguf_dir(gguf_path())

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ..errors import ModelLoadError
-from .embedded import _file_digest, convert_gguf, cache_root, embedded_model_dir
+from .embedded import _file_digest, converted_gguf_dir, embedded_model_dir
 from .presets import EMBEDDED_DEFAULT, PRESETS
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -83,6 +83,19 @@ def _offline_message(hub_id: str) -> str:
     )
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP check of the hub endpoint, so an offline machine fails at once instead of retrying."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _from_pretrained(loader: Any, ref: str, kind: str, **kwargs: Any) -> Any:
     """Load from a local folder or the hub (local cache first); a hub miss gives a clear message."""
     local = Path(ref).is_dir()
@@ -92,7 +105,7 @@ def _from_pretrained(loader: Any, ref: str, kind: str, **kwargs: Any) -> Any:
         try:
             return loader.from_pretrained(ref, local_files_only=True, **kwargs)
         except OSError:
-            if os.environ.get("HF_HUB_OFFLINE") == "1":
+            if os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable():
                 raise
             return loader.from_pretrained(ref, **kwargs)
     except OSError as exc:
@@ -144,8 +157,7 @@ def load_model(
         folder = str(embedded_model_dir())
         source = ModelSource("embedded", name, folder, folder)
     elif source.kind == "gguf":
-        gguf = Path(source.weights)
-        folder = str(convert_gguf(gguf, cache_root() / "models" / f"{gguf.stem}-{_file_digest(gguf)}"))
+        folder = str(converted_gguf_dir(Path(source.weights)))
         source = ModelSource("gguf", name, folder, folder)
     if Path(source.weights).is_dir():
         _check_weights(Path(source.weights))
