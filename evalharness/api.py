@@ -20,7 +20,7 @@ from .results import SCHEMA_VERSION, format_table, package_versions, write_resul
 from .task import Task
 from .taskspec import TaskRegistry
 
-SCORING_VERSION = "1"  # bump when a change to tokenisation or scoring can change numbers
+SCORING_VERSION = "2"  # bump when a change to tokenisation or scoring can change numbers
 
 
 def resolve_task_names(tasks: Sequence[str] | str | None, suite: str | None, registry: TaskRegistry) -> tuple[str, ...]:
@@ -150,8 +150,8 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
     registry = registry or TaskRegistry()
     names = resolve_task_names(config.tasks, None, registry)
     data_dir = resolve_data_dir(config.data_dir)
-    output_dir = _writable_dir(Path(config.output_dir) if config.output_dir else default_output_dir(config.model))
     tasks = {n: Task(registry.get(n), data_dir) for n in names}  # data errors surface before the model loads
+    output_dir = _writable_dir(Path(config.output_dir) if config.output_dir else default_output_dir(config.model))
     if config.threads:
         torch.set_num_threads(config.threads)
     t0 = time.perf_counter()

@@ -69,6 +69,8 @@ def _mmlu(data_dir: Path | None, spec: DatasetSpec) -> DocumentSet:
         files[f"{spec.path}/{split}/{subject}_{split}.csv"] = _sha256(folder / split / f"{subject}_{split}.csv")
         if spec.fewshot_split:
             rows = load_mmlu_subject(folder, subject, spec.fewshot_split)
+            name = f"{spec.fewshot_split}/{subject}_{spec.fewshot_split}.csv"
+            files[f"{spec.path}/{name}"] = _sha256(folder / name)
             shots[subject] = [Document(i, subject, r) for i, r in enumerate(rows)]
     return DocumentSet(docs, shots if spec.fewshot_split else None, files, limit_per_subset=True)
 

@@ -61,11 +61,20 @@ class Task:
         self.spec = spec
         self.documents: DocumentSet = load_documents(data_dir, spec.dataset, spec.source_file)
         p = spec.prompt
-        self._context = compile_template(p.context, prompts_dir)
-        self._description = compile_template(p.description, prompts_dir) if p.description else None
-        self._target = compile_template(p.target, prompts_dir) if p.target else None
-        self._choices = compile_expression(p.choices, prompts_dir) if p.choices else None
-        self._gold = compile_expression(p.gold, prompts_dir) if p.gold else None
+
+        def compiled(compile_fn: Any, ref: str | None, field: str) -> Any:
+            if ref is None:
+                return None
+            try:
+                return compile_fn(ref, prompts_dir)
+            except ConfigError as exc:
+                raise ConfigError(f"{spec.source_file}: field {field!r}: {exc}") from exc
+
+        self._context = compiled(compile_template, p.context, "prompt.context")
+        self._description = compiled(compile_template, p.description, "prompt.description")
+        self._target = compiled(compile_template, p.target, "prompt.target")
+        self._choices = compiled(compile_expression, p.choices, "prompt.choices")
+        self._gold = compiled(compile_expression, p.gold, "prompt.gold")
 
     # ---- documents -> requests -------------------------------------------------------------
     def _where(self, doc: Document) -> str:
@@ -154,6 +163,9 @@ class Task:
         """How shots were chosen, for results.json."""
         k = self.spec.num_fewshot if num_fewshot is None else num_fewshot
         separate = self.documents.fewshot_docs is not None
+        if k == 0:
+            return {"num_fewshot": 0, "source": None, "seed": None, "delimiter": self.spec.fewshot_delimiter,
+                    "target_delimiter": self.spec.target_delimiter}
         return {
             "num_fewshot": k,
             "source": f"first {k} rows of split {self.spec.dataset.fewshot_split!r} of the same subset" if separate

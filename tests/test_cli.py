@@ -189,7 +189,8 @@ def test_e2e_results_json(e2e_run, tiny_mpt_dir, data_dir):
 
     piqa_sha = hashlib.sha256((data_dir / "llm-foundry" / "piqa.jsonl").read_bytes()).hexdigest()
     assert res["data"]["piqa"] == {"llm-foundry/piqa.jsonl": piqa_sha}
-    assert len(res["data"]["mmlu"]) == 57
+    assert len(res["data"]["mmlu"]) == 2 * 57  # test split and the dev split the shots come from
+    assert "mmlu/dev/abstract_algebra_dev.csv" in res["data"]["mmlu"]
     aa = "mmlu/test/abstract_algebra_test.csv"
     assert res["data"]["mmlu"][aa] == hashlib.sha256((data_dir / aa).read_bytes()).hexdigest()
 

@@ -50,6 +50,7 @@ def test_wheel_contains_resources_with_same_bytes(wheel):
     assert yamls == {f"{t}.yaml" for t in TASKS} | {"suites.yaml"}
     jinjas = {n.rsplit("/", 1)[1] for n in names if n.startswith("evalharness/_resources/prompts/")}
     assert jinjas == {"hellaswag_context.jinja", "jeopardy.jinja", "mmlu.jinja", "piqa.jinja"}
+    assert "evalharness/_resources/reports/README.md" in names
     assert "evalharness/__init__.py" in names and "evalharness/cli.py" in names
     assert not any(n.startswith(("tests/", "tasks/", "prompts/", "reports/")) for n in names)
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
@@ -58,8 +59,7 @@ def test_wheel_contains_resources_with_same_bytes(wheel):
 
 
 def test_reports_folder_ships(tmp_path):
-    """reports/ is force-included too; checked on a copy of the source tree with a placeholder report,
-    because the repository's reports/ may still be empty (an empty folder puts nothing in a wheel)."""
+    """reports/ is force-included: a new report file added to the folder ships (checked on a copy of the tree)."""
     src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE"):
@@ -88,7 +88,8 @@ def test_installed_wheel_finds_its_resources(wheel, tmp_path, data_dir):
         "reg = TaskRegistry()\n"
         f"item = Task(reg.get('piqa'), {str(data_dir)!r}).build_items(limit=1)[0]\n"
         "print(json.dumps({'package': evalharness.__file__, 'tasks': str(resource_dir('tasks')),\n"
-        "    'prompts': str(resource_dir('prompts')), 'registry_dir': str(reg.tasks_dir),\n"
+        "    'prompts': str(resource_dir('prompts')), 'reports': str(resource_dir('reports')),\n"
+        "    'registry_dir': str(reg.tasks_dir),\n"
         "    'names': sorted(reg.specs), 'suites': {k: list(v) for k, v in reg.suites.items()},\n"
         "    'context': item.requests[0].context}))\n"
     )
@@ -102,6 +103,7 @@ def test_installed_wheel_finds_its_resources(wheel, tmp_path, data_dir):
     assert Path(got["package"]).resolve().is_relative_to(site_resolved)
     assert Path(got["tasks"]) == site_resolved / "evalharness" / "_resources" / "tasks"
     assert Path(got["prompts"]) == site_resolved / "evalharness" / "_resources" / "prompts"
+    assert Path(got["reports"]) == site_resolved / "evalharness" / "_resources" / "reports"
     assert Path(got["registry_dir"]) == Path(got["tasks"])
     assert got["names"] == TASKS
     assert got["suites"] == {"icl": ["lambada_openai", "piqa", "hellaswag", "mmlu", "jeopardy"]}

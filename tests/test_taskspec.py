@@ -202,8 +202,7 @@ def test_template_not_found(dirs):
         Task(spec, data, prompts_dir=prompts)
     msg = str(exc.value)
     assert "no_such.jinja" in msg and "not found" in msg and str(prompts) in msg
-    # TODO(bug reported): the message does not yet name the spec file nor the field; once Task wraps template
-    # compilation errors, add: assert str(path) in msg and "prompt.context" in msg
+    assert str(path) in msg and "prompt.context" in msg
 
 
 def test_template_syntax_error(dirs):
@@ -215,8 +214,7 @@ def test_template_syntax_error(dirs):
         Task(spec, data, prompts_dir=prompts)
     msg = str(exc.value)
     assert "broken.jinja" in msg and "line 2" in msg
-    # TODO(bug reported): the message does not yet name the spec file nor the field; once Task wraps template
-    # compilation errors, add: assert str(path) in msg and "prompt.context" in msg
+    assert str(path) in msg and "prompt.context" in msg
 
 
 def test_expression_syntax_error(dirs):
@@ -227,8 +225,7 @@ def test_expression_syntax_error(dirs):
         Task(spec, data, prompts_dir=prompts)
     msg = str(exc.value)
     assert "doc.choices |" in msg
-    # TODO(bug reported): the message does not yet name the spec file nor the field; once Task wraps template
-    # compilation errors, add: assert str(path) in msg and "prompt.choices" in msg
+    assert str(path) in msg and "prompt.choices" in msg
 
 
 def test_render_error_names_file_and_doc(dirs):
