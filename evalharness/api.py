@@ -16,6 +16,7 @@ from .config import RunConfig
 from .data import resolve_data_dir
 from .errors import ConfigError
 from .models.hf_backend import HFCausalLM
+from .requests import GenerateRequest, LoglikelihoodRequest
 from .results import SCHEMA_VERSION, format_table, package_versions, write_results, write_samples
 from .task import Task
 from .taskspec import TaskRegistry
@@ -107,14 +108,14 @@ def _evaluate(
         items = task.build_items(limit=limit, num_fewshot=num_fewshot)
         requests = [r for item in items for r in item.requests]
         with tqdm(total=len(requests), desc=name, unit="req", disable=not show_progress, file=sys.stderr) as bar:
-            answers = backend.loglikelihood(requests, progress=bar.update)
+            answers = _answer(backend, requests, bar.update)
         scored, pos = [], 0
         for item in items:
             n = len(item.requests)
             scored.append(task.score(item, tuple(answers[pos:pos + n])))
             pos += n
         overall, groups = task.aggregate(scored)
-        n_truncated = sum(1 for a in answers if a.truncated)
+        n_truncated = sum(1 for a in answers if getattr(a, "truncated", False))
         out["results"][name] = overall
         if groups:
             out["groups"][name] = groups
@@ -136,6 +137,19 @@ def _evaluate(
             write_samples(output_dir / f"samples_{name}.jsonl", (s.sample_record() for s in scored))
             write_results(output_dir / "results.json", out)
     return out
+
+
+def _answer(backend: HFCausalLM, requests: list[Any], progress: Any) -> list[Any]:
+    """Send each kind of request to the backend method that answers it; answers in the requests' order."""
+    answers: list[Any] = [None] * len(requests)
+    by_kind: dict[type, list[int]] = {}
+    for i, r in enumerate(requests):
+        by_kind.setdefault(type(r), []).append(i)
+    methods = {LoglikelihoodRequest: backend.loglikelihood, GenerateRequest: backend.generate_until}
+    for kind, indices in by_kind.items():
+        for i, a in zip(indices, methods[kind]([requests[i] for i in indices], progress=progress)):
+            answers[i] = a
+    return answers
 
 
 def default_output_dir(model: str) -> Path:

@@ -8,6 +8,7 @@ turns a task's per-item numbers into a `MetricValue` (`mean_with_stderr`, `perpl
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -157,3 +158,19 @@ AGGREGATIONS: dict[str, Callable[[Sequence[float]], MetricValue]] = {
     "mean": mean_with_stderr,
     "perplexity": perplexity,
 }
+
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = re.compile(r"[^\w\s]|_")
+
+
+def normalize_answer(text: str) -> str:
+    """Lower case, punctuation to spaces, drop the articles a/an/the, collapse whitespace."""
+    text = _PUNCTUATION.sub(" ", text.lower())
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    """1.0 when the normalised prediction equals the normalised gold answer."""
+    return 1.0 if normalize_answer(prediction) == normalize_answer(gold) else 0.0

@@ -13,7 +13,10 @@ from .documents import Document, DocumentSet, load_documents
 from .errors import ConfigError
 from .fewshot import select_shots
 from .prompts import compile_expression, compile_template
-from .requests import LoglikelihoodRequest, LoglikelihoodResult
+from .requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
+
+Request = LoglikelihoodRequest | GenerateRequest
+Result = LoglikelihoodResult | GenerateResult
 from .taskspec import TaskSpec
 
 
@@ -23,7 +26,7 @@ class Item:
 
     doc_id: int
     subset: str | None
-    requests: tuple[LoglikelihoodRequest, ...]
+    requests: tuple[Request, ...]
     gold: int | str  # multiple choice: gold index; language modeling: the gold continuation text
     choice_lengths: tuple[int, ...] = ()  # multiple choice: characters of each choice, without the delimiter
 
@@ -33,12 +36,28 @@ class ScoredItem:
     """An item with its backend results and its per-item metric values."""
 
     item: Item
-    results: tuple[LoglikelihoodResult, ...]
+    results: tuple[Result, ...]
     scores: dict[str, float]
     predictions: dict[str, int] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # e.g. per-sample execution outcomes
 
     def sample_record(self) -> dict[str, Any]:
         """The item's line in samples_<task>.jsonl."""
+        if isinstance(self.item.requests[0], GenerateRequest):
+            (req,), (res,) = self.item.requests, self.results
+            assert isinstance(res, GenerateResult)
+            return {
+                "doc_id": self.item.doc_id,
+                "subset": self.item.subset,
+                "requests": [{"prompt": req.prompt, "stop": list(req.stop), "max_new_tokens": req.max_new_tokens}],
+                "completions": list(res.texts),
+                "num_tokens": list(res.num_tokens),
+                "stopped": list(res.stopped),
+                "prediction": res.texts[0],
+                "gold": self.item.gold,
+                "metrics": self.scores,
+                **self.details,
+            }
         return {
             "doc_id": self.item.doc_id,
             "subset": self.item.subset,
@@ -104,7 +123,7 @@ class Task:
 
     def target_of(self, doc: Document) -> str:
         """The gold continuation without the target delimiter."""
-        if self.spec.output_type == "language_modeling":
+        if self.spec.output_type != "multiple_choice":
             return self._render(self._target, doc, "prompt.target")
         choices = self.choices_of(doc)
         return choices[self.gold_of(doc, len(choices))]
@@ -149,7 +168,12 @@ class Task:
         delim = self.spec.target_delimiter
         for doc in self.selected_documents(limit):
             context = self.full_context(doc, k)
-            if self.spec.output_type == "language_modeling":
+            if self.spec.output_type == "generation":
+                g = self.spec.generation
+                assert g is not None
+                request = GenerateRequest(context, g.stop, g.max_new_tokens, g.temperature, g.top_p, g.num_samples, g.seed)
+                items.append(Item(doc.doc_id, doc.subset, (request,), self.target_of(doc)))
+            elif self.spec.output_type == "language_modeling":
                 target = self.target_of(doc)
                 items.append(Item(doc.doc_id, doc.subset, (LoglikelihoodRequest(context, delim + target),), target))
             else:
@@ -176,7 +200,11 @@ class Task:
         }
 
     # ---- answers -> metrics ----------------------------------------------------------------
-    def score(self, item: Item, results: tuple[LoglikelihoodResult, ...]) -> ScoredItem:
+    def score(self, item: Item, results: tuple[Result, ...]) -> ScoredItem:
+        if self.spec.output_type == "generation":
+            (res,) = results
+            assert isinstance(res, GenerateResult) and isinstance(item.gold, str)
+            return ScoredItem(item, results, {"exact_match": M.exact_match(res.texts[0], item.gold)})
         if self.spec.output_type == "language_modeling":
             (res,) = results
             scores = {"acc": M.lm_acc(res)}

@@ -12,10 +12,11 @@ import yaml
 from .errors import ConfigError
 from .resources import resource_dir
 
-OUTPUT_TYPES = ("language_modeling", "multiple_choice")
+OUTPUT_TYPES = ("language_modeling", "multiple_choice", "generation")
 METRICS_BY_TYPE = {
     "language_modeling": ("acc", "perplexity"),
     "multiple_choice": ("acc", "acc_norm", "acc_token"),
+    "generation": ("exact_match", "pass@1", "pass@5", "pass@10", "pass@100"),
 }
 
 
@@ -42,6 +43,18 @@ class PromptSpec:
 
 
 @dataclass(frozen=True)
+class GenerationSpec:
+    """Decoding settings of a generation task (greedy unless temperature > 0)."""
+
+    stop: tuple[str, ...] = ()
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    num_samples: int = 1
+    seed: int = 1234
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """Everything that defines a task; see tasks/*.yaml and the README's "Adding a task"."""
 
@@ -57,6 +70,8 @@ class TaskSpec:
     num_fewshot: int = 0
     group_by_subset: bool = False
     headline: str = "micro"  # with subsets: which average the task's headline metrics report
+    generation: GenerationSpec | None = None
+    protocol: str = ""  # how the numbers are produced, shown beside them in tables (e.g. "generation, exact match")
     source_file: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -74,6 +89,7 @@ def parse_task_spec(raw: Any, where: str) -> TaskSpec:
     known = {
         "name", "description", "output_type", "dataset", "prompt", "metrics", "target_delimiter",
         "fewshot_delimiter", "fewshot_seed", "num_fewshot", "group_by_subset", "headline", "extra",
+        "generation", "protocol",
     }
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -106,6 +122,17 @@ def parse_task_spec(raw: Any, where: str) -> TaskSpec:
         raise ConfigError(f"{where}: field 'prompt.target' is required for language_modeling tasks")
     if output_type == "multiple_choice" and (prompt.choices is None or prompt.gold is None):
         raise ConfigError(f"{where}: fields 'prompt.choices' and 'prompt.gold' are required for multiple_choice tasks")
+    generation = None
+    if output_type == "generation":
+        gen = raw.get("generation") or {}
+        try:
+            generation = GenerationSpec(**{**gen, "stop": tuple(gen.get("stop", ()))})
+        except TypeError as exc:
+            raise ConfigError(f"{where}: field 'generation': {exc}") from exc
+        if prompt.target is None:
+            raise ConfigError(f"{where}: field 'prompt.target' is required for generation tasks")
+        if generation.num_samples < 1 or generation.max_new_tokens < 1:
+            raise ConfigError(f"{where}: field 'generation': num_samples and max_new_tokens must be >= 1")
     headline = raw.get("headline", "micro")
     if headline not in ("micro", "macro"):
         raise ConfigError(f"{where}: field 'headline': must be 'micro' or 'macro', got {headline!r}")
@@ -123,6 +150,8 @@ def parse_task_spec(raw: Any, where: str) -> TaskSpec:
         group_by_subset=bool(raw.get("group_by_subset", False)),
         headline=headline,
         source_file=where,
+        generation=generation,
+        protocol=str(raw.get("protocol", "")),
         extra=dict(raw.get("extra") or {}),
     )
 

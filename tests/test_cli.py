@@ -48,7 +48,7 @@ def test_list(tmp_path):
     out = proc.stdout
     lines = out.splitlines()
     tasks = lines[lines.index("Tasks:") + 1: lines.index("Suites:") - 1]
-    assert sorted(ln.split()[0] for ln in tasks) == ["hellaswag", "jeopardy", "lambada_openai", "mmlu", "piqa"]
+    assert {"hellaswag", "jeopardy", "lambada_openai", "mmlu", "piqa"} <= {ln.split()[0] for ln in tasks}
     assert any(ln.split()[:2] == ["mmlu", "multiple_choice"] for ln in tasks)
     assert any(ln.split()[:2] == ["lambada_openai", "language_modeling"] for ln in tasks)
     suite_line = next(ln for ln in lines if ln.strip().startswith("icl "))

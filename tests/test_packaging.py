@@ -14,7 +14,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 RESOURCES = ("tasks", "prompts", "reports")
-TASKS = ["hellaswag", "jeopardy", "lambada_openai", "mmlu", "piqa"]
+TASKS = sorted(p.stem for p in (REPO / "tasks").glob("*.yaml") if p.name != "suites.yaml")
+ICL = ["lambada_openai", "piqa", "hellaswag", "mmlu", "jeopardy"]
 
 
 def build_wheel(source: Path, out: Path) -> Path:
@@ -49,7 +50,8 @@ def test_wheel_contains_resources_with_same_bytes(wheel):
     yamls = {n.rsplit("/", 1)[1] for n in names if n.startswith("evalharness/_resources/tasks/") and n.endswith(".yaml")}
     assert yamls == {f"{t}.yaml" for t in TASKS} | {"suites.yaml"}
     jinjas = {n.rsplit("/", 1)[1] for n in names if n.startswith("evalharness/_resources/prompts/")}
-    assert jinjas == {"hellaswag_context.jinja", "jeopardy.jinja", "mmlu.jinja", "piqa.jinja"}
+    assert jinjas == {p.name for p in (REPO / "prompts").glob("*.jinja")}
+    assert {"hellaswag_context.jinja", "jeopardy.jinja", "mmlu.jinja", "piqa.jinja"} <= jinjas
     assert "evalharness/_resources/reports/README.md" in names
     assert "evalharness/__init__.py" in names and "evalharness/cli.py" in names
     assert not any(n.startswith(("tests/", "tasks/", "prompts/", "reports/")) for n in names)
@@ -106,5 +108,6 @@ def test_installed_wheel_finds_its_resources(wheel, tmp_path, data_dir):
     assert Path(got["reports"]) == site_resolved / "evalharness" / "_resources" / "reports"
     assert Path(got["registry_dir"]) == Path(got["tasks"])
     assert got["names"] == TASKS
-    assert got["suites"] == {"icl": ["lambada_openai", "piqa", "hellaswag", "mmlu", "jeopardy"]}
+    assert set(ICL) <= set(got["names"])
+    assert got["suites"]["icl"] == ICL
     assert got["context"] == "Question: How do I ready a guinea pig cage for it's new occupants?\nAnswer:"

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..requests import LoglikelihoodRequest, LoglikelihoodResult
+from ..requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, cut_at_stop
 
 # Model types whose logits are exactly `output_embeddings(last_hidden_state)`: for these the head runs
 # only at the positions whose log-probs are read (no logit scaling or soft-capping to reproduce).
@@ -134,6 +134,83 @@ class HFCausalLM:
             offset += n
         return out
 
+    # ---- generation --------------------------------------------------------------------------
+    def generate_until(
+        self,
+        requests: Sequence[GenerateRequest],
+        progress: Callable[[int], None] | None = None,
+    ) -> list[GenerateResult]:
+        """Complete every prompt; results in the requests' order. `progress(n)` after each batch.
+
+        Greedy requests with the same settings are batched (sorted by length, left-padded, KV cache);
+        a row stops at its stop sequence or EOS. Sampled requests run one at a time, all their samples in
+        one batch, with the RNG seeded from the request's seed, so they do not depend on batching.
+        """
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            key = (r.stop, r.max_new_tokens, r.temperature, r.top_p, r.num_samples, r.seed if r.temperature > 0 else None)
+            groups.setdefault(key, []).append(i)
+        results: list[GenerateResult | None] = [None] * len(requests)
+        for indices in groups.values():
+            first = requests[indices[0]]
+            encoded = {i: self._encode_prompt(requests[i].prompt, first.max_new_tokens) for i in indices}
+            order = sorted(indices, key=lambda i: -len(encoded[i]))
+            step = self.batch_size if first.temperature <= 0 else 1
+            for start in range(0, len(order), step):
+                batch = order[start:start + step]
+                for i, res in zip(batch, self._generate_batch([encoded[i] for i in batch], first)):
+                    results[i] = res
+                if progress is not None:
+                    progress(len(batch))
+        return results  # type: ignore[return-value]
+
+    def _encode_prompt(self, prompt: str, max_new_tokens: int) -> list[int]:
+        ids = self.encode(prompt) if prompt else [int(self.prefix_token_id)]
+        keep = max(1, self.max_length - max_new_tokens)
+        return ids[-keep:]
+
+    def _generate_batch(self, rows: list[list[int]], req: GenerateRequest) -> list[GenerateResult]:
+        from transformers import GenerationConfig
+
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):  # left padding: every row's last prompt token is at the same column
+            input_ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+            attention_mask[i, width - len(r):] = 1
+        sample = req.temperature > 0
+        config = GenerationConfig(
+            max_new_tokens=req.max_new_tokens,
+            do_sample=sample,
+            temperature=req.temperature if sample else None,
+            top_p=req.top_p if sample else None,
+            top_k=None,
+            num_return_sequences=req.num_samples,
+            pad_token_id=self.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+            stop_strings=list(req.stop) or None,
+        )
+        if sample:
+            torch.manual_seed(req.seed)
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
+                generation_config=config, tokenizer=self.tokenizer,
+            )
+        new = out[:, width:].cpu()
+        results = []
+        for i in range(len(rows)):
+            texts, counts, stopped = [], [], []
+            for j in range(req.num_samples):
+                tokens = new[i * req.num_samples + j].tolist()
+                n = _generated_length(tokens, self.tokenizer.eos_token_id, self.pad_token_id)
+                text, hit = cut_at_stop(self.tokenizer.decode(tokens[:n], skip_special_tokens=True), req.stop)
+                texts.append(text)
+                counts.append(n)
+                stopped.append(hit)
+            results.append(GenerateResult(tuple(texts), tuple(counts), tuple(stopped)))
+        return results
+
     def _logits_at(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, b_idx: torch.Tensor, p_idx: torch.Tensor) -> torch.Tensor:
         """Logits at the (row, position) pairs; the LM head runs only there when the model allows it."""
         b_idx, p_idx = b_idx.to(input_ids.device), p_idx.to(input_ids.device)
@@ -143,6 +220,16 @@ class HFCausalLM:
             return self.model.get_output_embeddings()(hidden[b_idx, p_idx])
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
         return logits[b_idx, p_idx]
+
+
+def _generated_length(tokens: list[int], eos: int | None, pad: int) -> int:
+    """Tokens a row really generated: through its first EOS, else without the padding after it stopped."""
+    if eos is not None and eos in tokens:
+        return tokens.index(eos) + 1
+    n = len(tokens)
+    while n and tokens[n - 1] == pad:
+        n -= 1
+    return n
 
 
 def infer_max_length(model: torch.nn.Module, tokenizer=None) -> int:
