@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import torch
 from tqdm import tqdm
 
+from .cache import CachedBackend, RequestCache
 from .config import RunConfig
 from .data import resolve_data_dir
 from .errors import ConfigError
@@ -21,7 +22,8 @@ from .results import SCHEMA_VERSION, format_table, package_versions, write_resul
 from .task import Task
 from .taskspec import TaskRegistry
 
-SCORING_VERSION = "2"  # bump when a change to tokenisation or scoring can change numbers
+SCORING_VERSION = "2"
+CACHE_FILE = "requests.sqlite"  # bump when a change to tokenisation or scoring can change numbers
 
 
 def resolve_task_names(tasks: Sequence[str] | str | None, suite: str | None, registry: TaskRegistry) -> tuple[str, ...]:
@@ -152,9 +154,18 @@ def _answer(backend: HFCausalLM, requests: list[Any], progress: Any) -> list[Any
     return answers
 
 
+def _safe_name(model: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(model).name or model).strip("_") or "model"
+
+
 def default_output_dir(model: str) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(model).name or model).strip("_") or "model"
-    return Path("results") / f"{safe}_{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return Path("results") / f"{_safe_name(model)}_{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def latest_output_dir(model: str) -> Path | None:
+    """The most recent default output directory of this model that holds a request cache (for --resume)."""
+    runs = sorted(p.parent for p in Path("results").glob(f"{_safe_name(model)}_*/{CACHE_FILE}"))
+    return runs[-1] if runs else None
 
 
 def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry | None = None) -> dict[str, Any]:
@@ -172,7 +183,11 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
     loaded = load_model(config.model, dtype=config.dtype, device=config.device, max_seq_len=config.max_seq_len,
                         trust_remote_code=config.trust_remote_code)
     load_seconds = time.perf_counter() - t0
-    backend = HFCausalLM(loaded.model, loaded.tokenizer, batch_size=config.batch_size, max_length=config.max_seq_len)
+    backend: Any = HFCausalLM(loaded.model, loaded.tokenizer, batch_size=config.batch_size, max_length=config.max_seq_len)
+    if config.use_cache:
+        model_key = "|".join(str(x) for x in (loaded.info["fingerprint"], loaded.info["config_sha256"], loaded.dtype,
+                                               backend.max_length, SCORING_VERSION))
+        backend = CachedBackend(backend, RequestCache(output_dir / CACHE_FILE, model_key))
     header = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "config": {**config.to_dict(), "dtype": loaded.dtype, "device": loaded.device,
@@ -183,6 +198,9 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
     out = _evaluate(backend, names, registry, limit=config.limit, num_fewshot=config.num_fewshot, data_dir=data_dir,
                     output_dir=output_dir, show_progress=show_progress, header=header, tasks=tasks)
     out["eval_seconds"] = round(time.perf_counter() - t1, 2)
+    if isinstance(backend, CachedBackend):
+        out["cache"] = {"file": CACHE_FILE, "hits": backend.hits, "computed": backend.misses}
+        backend.cache.close()
     write_results(output_dir / "results.json", out)
     out["output_dir"] = str(output_dir)
     return out

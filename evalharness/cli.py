@@ -25,6 +25,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--num-fewshot", type=int, help="number of in-context examples (default: the task's, 0)")
     g.add_argument("--data-dir", help="benchmark data folder (default: $EVALHARNESS_DATA_DIR)")
     g.add_argument("--output-dir", help="where results.json and samples_<task>.jsonl go (default: results/<model>_<time>)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run: reuse its output directory (--output-dir, else this model's latest "
+                        "under results/) and its request cache; only missing requests are computed")
+    g.add_argument("--no-cache", action="store_true", help="do not keep the request cache (requests.sqlite) in the output directory")
     m = r.add_argument_group("how to run the model")
     m.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
                    help="default: bfloat16 where the hardware does fast bf16 matmuls, else float32")
@@ -34,6 +38,19 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--threads", type=int, default=_env_int("EVALHARNESS_THREADS"),
                    help="torch CPU threads (default: $EVALHARNESS_THREADS or torch's default)")
     m.add_argument("--trust-remote-code", action="store_true", help="allow model code from the checkpoint")
+    r.add_argument("--compare", help="published models to compare with in the final table and report.html (e.g. llama-7b,falcon-7b)")
+
+    rp = sub.add_parser("report", help="compare runs with each other and with published scores (markdown, CSV or HTML)")
+    rp.add_argument("results", nargs="+", help="results.json files, or the folders that hold them")
+    rp.add_argument("--compare", help="published models to add as columns, comma-separated (e.g. llama-7b,falcon-7b,gpt3-175b)")
+    rp.add_argument("--reference", action="append", default=[], metavar="FILE",
+                    help="your own reference scores CSV, added to the shipped ones (repeatable)")
+    rp.add_argument("--metric", action="append", metavar="TASK=METRIC",
+                    help="a task's headline metric instead of the default, e.g. piqa=acc,mmlu=acc_macro")
+    rp.add_argument("--format", choices=["md", "csv", "html"], help="default: from --output's suffix, else md")
+    rp.add_argument("--output", "-o", help="write to this file instead of standard output")
+    rp.add_argument("--subsets", action="store_true", help="md: add per-subject/category tables (csv and html always have them)")
+    rp.add_argument("--samples", type=int, default=3, help="html: items shown per task and run (default 3)")
 
     sub.add_parser("list", help="show tasks, suites and model presets")
     return p
@@ -50,18 +67,53 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .results import format_table
     from .taskspec import TaskRegistry
 
+    from .api import latest_output_dir
+    from .errors import ConfigError
+
     registry = TaskRegistry()
     names = resolve_task_names(args.tasks, args.suite, registry)
+    output_dir = args.output_dir
+    if args.resume and output_dir is None:
+        found = latest_output_dir(args.model)
+        if found is None:
+            raise ConfigError(f"--resume: no earlier run of {args.model!r} with a request cache under results/; pass --output-dir")
+        output_dir = str(found)
+        print(f"resuming in {output_dir}", file=sys.stderr)
+    if args.resume and args.no_cache:
+        raise ConfigError("--resume needs the request cache; drop --no-cache")
+    if args.compare:
+        from .report.make import check_compare
+
+        check_compare(args.compare)  # an unknown name fails before the model loads
     config = RunConfig(
         model=args.model, tasks=names, limit=args.limit, num_fewshot=args.num_fewshot, batch_size=args.batch_size,
-        dtype=args.dtype, device=args.device, max_seq_len=args.max_seq_len, output_dir=args.output_dir,
+        dtype=args.dtype, device=args.device, max_seq_len=args.max_seq_len, output_dir=output_dir,
         data_dir=args.data_dir, threads=args.threads, trust_remote_code=args.trust_remote_code,
+        use_cache=not args.no_cache,
     )
     out = run(config, registry=registry)
     print(f"\nmodel: {args.model} ({out['config']['dtype']}, {out['config']['device']})  "
           f"shots: {args.num_fewshot or 0}  limit: {args.limit or 'all'}  eval time: {out['eval_seconds']:.1f} s")
     print(format_table(out["results"]))
-    print(f"\nwrote {out['output_dir']}/results.json and samples_<task>.jsonl")
+    cache = out.get("cache")
+    if cache:
+        print(f"request cache: {cache['hits']} reused, {cache['computed']} computed")
+    from .report import RUN_REPORT_FILE, run_report
+
+    print("\n" + run_report(out, out["output_dir"], compare=args.compare), end="")
+    print(f"\nwrote {out['output_dir']}/results.json, samples_<task>.jsonl and {RUN_REPORT_FILE}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import report
+
+    text = report(args.results, output=args.output, compare=args.compare, references=args.reference,
+                  metrics=args.metric, fmt=args.format, subsets=args.subsets, samples=args.samples)
+    if args.output:
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -84,11 +136,20 @@ def _cmd_list() -> int:
     return 0
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends the run like Ctrl-C: finished work stays on disk
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+
     args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "report":
+            return _cmd_report(args)
         return _cmd_list()
     except EvalHarnessError as exc:
         if args.debug:

@@ -78,8 +78,15 @@ class HFCausalLM:
         self,
         requests: Sequence[LoglikelihoodRequest],
         progress: Callable[[int], None] | None = None,
+        on_results: Callable[[list[tuple[int, LoglikelihoodResult]]], None] | None = None,
+        known: Sequence[LoglikelihoodResult | None] | None = None,
     ) -> list[LoglikelihoodResult]:
-        """Answer every request; results come back in the requests' order. `progress(n)` after each batch.
+        """Answer every request; results come back in the requests' order.
+
+        After each batch: `on_results([(request index, result), ...])`, then `progress(number of requests)`.
+        `known` (e.g. from a cache): results already available; a batch whose requests are all known is
+        skipped. Batches are formed from all requests either way, so a resumed run computes every batch
+        exactly as an uninterrupted run does.
 
         Requests that feed the model the same input row (e.g. the choices of a multiple-choice question
         whose answers are one token each) share one row of the batch.
@@ -95,8 +102,18 @@ class HFCausalLM:
         results: list[LoglikelihoodResult | None] = [None] * len(requests)
         for start in range(0, len(order), self.batch_size):
             batch = order[start:start + self.batch_size]
-            for res in self._score_batch(batch):
-                results[res[0]] = res[1]
+            members = [s.index for _, row in batch for s in row]
+            if known is not None and all(known[i] is not None for i in members):
+                for i in members:
+                    results[i] = known[i]
+                if progress is not None:
+                    progress(len(members))
+                continue
+            done = self._score_batch(batch)
+            for i, res in done:
+                results[i] = res
+            if on_results is not None:
+                on_results(done)
             if progress is not None:
                 progress(sum(len(members) for _, members in batch))
         return results  # type: ignore[return-value]
@@ -139,8 +156,11 @@ class HFCausalLM:
         self,
         requests: Sequence[GenerateRequest],
         progress: Callable[[int], None] | None = None,
+        on_results: Callable[[list[tuple[int, GenerateResult]]], None] | None = None,
+        known: Sequence[GenerateResult | None] | None = None,
     ) -> list[GenerateResult]:
-        """Complete every prompt; results in the requests' order. `progress(n)` after each batch.
+        """Complete every prompt; results in the requests' order. After each batch, `on_results` and
+        `progress` as for `loglikelihood`.
 
         Greedy requests with the same settings are batched (sorted by length, left-padded, KV cache);
         a row stops at its stop sequence or EOS. Sampled requests run one at a time, all their samples in
@@ -158,8 +178,17 @@ class HFCausalLM:
             step = self.batch_size if first.temperature <= 0 else 1
             for start in range(0, len(order), step):
                 batch = order[start:start + step]
-                for i, res in zip(batch, self._generate_batch([encoded[i] for i in batch], first)):
+                if known is not None and all(known[i] is not None for i in batch):
+                    for i in batch:
+                        results[i] = known[i]
+                    if progress is not None:
+                        progress(len(batch))
+                    continue
+                done = list(zip(batch, self._generate_batch([encoded[i] for i in batch], first)))
+                for i, res in done:
                     results[i] = res
+                if on_results is not None:
+                    on_results(done)
                 if progress is not None:
                     progress(len(batch))
         return results  # type: ignore[return-value]
