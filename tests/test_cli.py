@@ -231,3 +231,37 @@ def test_e2e_bfloat16(tiny_mpt_dir, data_dir, tmp_path):
     assert 0.0 <= res["results"]["piqa"]["acc"] <= 1.0
     assert len((out / "samples_piqa.jsonl").read_text(encoding="utf-8").splitlines()) == 3
     assert "(bfloat16, cpu)" in proc.stdout
+
+
+def test_overlong_context_is_truncated_with_warning_and_counted(tiny_mpt_dir, data_dir, tmp_path):
+    out = tmp_path / "out"
+    proc = cli("run", "--model", str(tiny_mpt_dir), "--tasks", "piqa", "--limit", "2", "--dtype", "float32",
+               "--max-seq-len", "16", "--output-dir", str(out), cwd=tmp_path, data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "truncated on the left" in proc.stderr and "16 tokens" in proc.stderr
+    res = json.loads((out / "results.json").read_text())
+    samples = [json.loads(line) for line in (out / "samples_piqa.jsonl").open()]
+    # item 0 (long solutions) is cut to the last 16 tokens for both choices; item 1 fits
+    assert [s["truncated"] for s in samples] == [True, False]
+    assert samples[0]["num_tokens"] == [16, 16]
+    assert res["tasks"]["piqa"]["num_truncated_requests"] == 2
+    assert "piqa: 2 request(s)" in proc.stderr
+
+
+def test_same_command_twice_gives_identical_metrics(tiny_mpt_dir, data_dir, tmp_path):
+    results = []
+    for name in ("a", "b"):
+        proc = cli("run", "--model", str(tiny_mpt_dir), "--tasks", "piqa,jeopardy_em", "--limit", "3", "--dtype",
+                   "float32", "--no-cache", "--output-dir", str(tmp_path / name), cwd=tmp_path, data_dir=data_dir)
+        assert proc.returncode == 0, proc.stderr
+        assert not (tmp_path / name / "requests.sqlite").exists()
+        results.append(json.loads((tmp_path / name / "results.json").read_text()))
+    assert results[0]["results"] == results[1]["results"]
+    assert results[0]["tasks"]["jeopardy_em"]["fewshot"]["seed"] == 1234
+
+
+def test_unknown_preset_and_suite_suggest(tmp_path, data_dir):
+    proc = cli("run", "--model", "mpt-30", "--tasks", "piqa", cwd=tmp_path, data_dir=data_dir)
+    assert proc.returncode == 2 and "did you mean 'mpt-30b'" in one_error_line(proc)
+    proc = cli("run", "--suite", "icll", cwd=tmp_path, data_dir=data_dir)
+    assert proc.returncode == 2 and "did you mean 'icl'" in one_error_line(proc)

@@ -24,6 +24,12 @@ def test_presets_map_to_hub_ids_and_mpt_uses_neox_tokenizer():
     assert resolve_source("falcon-7b").tokenizer == "tiiuae/falcon-7b"
 
 
+def test_mistyped_preset_suggests_the_right_one():
+    with pytest.raises(ModelLoadError, match="did you mean 'mpt-7b'"):
+        resolve_source("mpt-7")
+    assert resolve_source("gpt2").kind == "hub"  # a real hub id without an organisation
+
+
 def test_source_kinds(tmp_path, tiny_mpt_dir):
     assert resolve_source("smollm2-135m").kind == "embedded"
     assert resolve_source(str(tiny_mpt_dir)).kind == "folder"

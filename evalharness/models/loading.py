@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -57,6 +58,11 @@ def resolve_source(name: str) -> ModelSource:
         return ModelSource("folder", name, str(path), str(path))
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelLoadError(f"model folder {path} not found")
+    if "/" not in name:  # not org/name: most likely a mistyped preset
+        close = difflib.get_close_matches(name, [EMBEDDED_DEFAULT, *PRESETS], n=3, cutoff=0.6)
+        if close:
+            raise ModelLoadError(f"unknown model preset {name!r} (did you mean {', '.join(repr(c) for c in close)}?); "
+                                 "`evalharness list` shows all presets")
     return ModelSource("hub", name, name, name)
 
 
