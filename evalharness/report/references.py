@@ -10,11 +10,11 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..resources import resource_dir
-from .protocol import AGGREGATES, Protocol, differences
+from .protocol import AGGREGATES, Protocol
 
 REQUIRED = ("model", "task", "metric", "num_fewshot", "value", "source")
 OPTIONAL = ("display_name", "subset", "aggregate", "harness", "note", "reported_as")
-FRACTION_METRICS = ("acc", "acc_norm", "acc_token", "pass@", "em", "f1")
+FRACTION_METRICS = ("acc", "pass@", "exact_match", "em", "f1")
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def select(references: list[Reference], model: str, task: str, subset: str, row:
         return None
 
     def rank(ref: Reference) -> tuple[bool, ...]:
-        why = " ".join(differences(row, ref.protocol))
-        return ("shot" in why, "harness" in why, "metric" in why, "average" in why)
+        return (ref.num_fewshot != row.num_fewshot, ref.harness not in row.harnesses, ref.metric != row.metric,
+                bool(ref.aggregate and row.aggregate and ref.aggregate != row.aggregate))
 
     return min(candidates, key=rank)

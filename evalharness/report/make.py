@@ -1,0 +1,89 @@
+"""Entry points: a report from results.json files in one format, and the report written after a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import ConfigError
+from ..results import atomic_write_text
+from .html import render_leaderboard
+from .references import check_models, load_references
+from .runs import Run, label_runs, load_runs
+from .tables import build_comparison, to_csv, to_markdown
+
+FORMATS = ("md", "csv", "html")
+RUN_REPORT_FILE = "report.html"
+
+
+def parse_list(text: str | Sequence[str] | None) -> list[str]:
+    """'a,b' or ['a', 'b,c'] -> ['a', 'b', 'c'] (blanks dropped)."""
+    items = [text] if isinstance(text, str) else list(text or [])
+    return [x.strip() for item in items for x in item.split(",") if x.strip()]
+
+
+def parse_metrics(text: str | Sequence[str] | None) -> dict[str, str]:
+    """'piqa=acc,mmlu=acc_macro' -> {'piqa': 'acc', 'mmlu': 'acc_macro'}."""
+    out = {}
+    for item in parse_list(text):
+        task, sep, metric = item.partition("=")
+        if not sep or not task.strip() or not metric.strip():
+            raise ConfigError(f"--metric expects TASK=METRIC (e.g. piqa=acc), got {item!r}")
+        out[task.strip()] = metric.strip()
+    return out
+
+
+def check_compare(compare: str | Sequence[str] | None) -> list[str]:
+    """The --compare model names, validated against the shipped references (before a run starts)."""
+    return check_models(parse_list(compare), load_references())
+
+
+def infer_format(fmt: str | None, output: str | Path | None) -> str:
+    """--format if given, else from the output file's suffix (.html, .csv), else md."""
+    if fmt:
+        return fmt
+    suffix = Path(output).suffix.lower().lstrip(".") if output else ""
+    return {"htm": "html", "html": "html", "csv": "csv"}.get(suffix, "md")
+
+
+def render(runs: list[Run], *, compare: str | Sequence[str] | None = None, references: Sequence[str | Path] = (),
+           metrics: str | Sequence[str] | dict[str, str] | None = None, fmt: str = "md", subsets: bool = False,
+           samples: int = 3) -> str:
+    """The comparison of `runs` with the `compare` models' published scores, as md, csv or html."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")
+    if not runs:
+        raise ConfigError("a report needs at least one results.json")
+    refs = load_references(list(references))
+    models = check_models(parse_list(compare), refs)
+    overrides = metrics if isinstance(metrics, dict) else parse_metrics(metrics)
+    for task, key in overrides.items():
+        if not any(task in r.tasks for r in runs):
+            raise ConfigError(f"--metric {task}={key}: no run has task {task!r}")
+        if not any(key in r.data["results"].get(task, {}) for r in runs):
+            have = [k for r in runs for k in r.data["results"].get(task, {}) if not k.endswith("_stderr") and k != "n"]
+            raise ConfigError(f"--metric {task}={key}: no run has metric {key!r} for {task} "
+                              f"(available: {', '.join(dict.fromkeys(have))})")
+    comp = build_comparison(runs, refs, models, overrides)
+    if fmt == "md":
+        return to_markdown(comp, runs, subsets=subsets) + "\n"
+    if fmt == "csv":
+        return to_csv(comp)
+    return render_leaderboard(comp, runs, samples_per_task=samples)
+
+
+def report(paths: Sequence[str | Path], *, output: str | Path | None = None, **options: Any) -> str:
+    """Render the results.json files (or folders holding them); write to `output` when given."""
+    options["fmt"] = infer_format(options.get("fmt"), output)
+    text = render(load_runs(list(paths)), **options)
+    if output is not None:
+        atomic_write_text(Path(output), text)
+    return text
+
+
+def run_report(results: dict[str, Any], output_dir: str | Path, *, compare: str | Sequence[str] | None = None) -> str:
+    """After `evalharness run`: write report.html beside results.json; return the markdown table."""
+    folder = Path(output_dir)
+    runs = label_runs([(results, folder)])
+    atomic_write_text(folder / RUN_REPORT_FILE, render(runs, compare=compare, fmt="html"))
+    return render(runs, compare=compare, fmt="md")
