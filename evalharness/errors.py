@@ -41,3 +41,17 @@ class DataError(EvalHarnessError):
         loc = self.path if line is None else f"{self.path}:{line}"
         fld = f" field {field!r}:" if field else ""
         super().__init__(f"{loc}:{fld} {problem}")
+
+
+class CodeExecutionNotAllowed(EvalHarnessError):
+    """A task would run model-written code, and the user has not allowed it."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this task executes model-generated code; it runs in a sandbox, but untrusted code can still do "
+            "harm: pass --allow-code-execution (allow_code_execution=True in the Python API) to allow it"
+        )
+
+
+class SandboxUnavailable(EvalHarnessError):
+    """The code-execution sandbox cannot run on this machine."""

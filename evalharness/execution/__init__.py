@@ -1,0 +1,19 @@
+"""Executing model-written code: the sandbox, HumanEval programs and the pass@k estimator.
+
+`Sandbox(allow_code_execution=True)` runs `Program`s in isolated processes (see README, "Code execution");
+`ensure_code_execution_allowed` is the consent check tasks call before generating anything.
+"""
+
+from .consent import ensure_code_execution_allowed
+from .humaneval import HumanEvalProblem, build_program, humaneval_data_path, load_problems
+from .passk import pass_at_k
+from .policy import DEFAULT_UID_BASE, Isolation, Limits
+from .program import Program
+from .result import ExecutionResult, Status
+from .sandbox import Sandbox, available_cores
+
+__all__ = [
+    "DEFAULT_UID_BASE", "ExecutionResult", "HumanEvalProblem", "Isolation", "Limits", "Program", "Sandbox",
+    "Status", "available_cores", "build_program", "ensure_code_execution_allowed", "humaneval_data_path",
+    "load_problems", "pass_at_k",
+]
