@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as _dt
 import re
 import sys
@@ -65,17 +67,37 @@ def evaluate(
     output_dir: str | Path | None = None,
     show_progress: bool = False,
     registry: TaskRegistry | None = None,
+    allow_code_execution: bool = False,
 ) -> dict[str, Any]:
     """Evaluate an in-memory transformers causal LM; returns the results.json structure.
 
-    Files (results.json, samples_<task>.jsonl) are written only when `output_dir` is given.
+    Files (results.json, samples_<task>.jsonl) are written only when `output_dir` is given. Code tasks
+    (humaneval) run model-written code and need `allow_code_execution=True`.
     """
     registry = registry or TaskRegistry()
     names = resolve_task_names(tasks, None, registry)
+    data = resolve_data_dir(data_dir)
+    task_objs = {n: Task(registry.get(n), data) for n in names}
+    _check_consent(task_objs, allow_code_execution)
     backend = HFCausalLM(model, tokenizer, batch_size=batch_size, max_length=max_length)
-    return _evaluate(backend, names, registry, limit=limit, num_fewshot=num_fewshot,
-                     data_dir=resolve_data_dir(data_dir), output_dir=Path(output_dir) if output_dir else None,
-                     show_progress=show_progress, header={})
+    return _evaluate(backend, names, registry, limit=limit, num_fewshot=num_fewshot, data_dir=data,
+                     output_dir=Path(output_dir) if output_dir else None, show_progress=show_progress, header={},
+                     tasks=task_objs, allow_code_execution=allow_code_execution)
+
+
+def _check_consent(tasks: dict[str, Task], allow_code_execution: bool) -> None:
+    """Before anything is generated: code tasks need explicit consent to run model-written code."""
+    if any(t.needs_execution for t in tasks.values()):
+        from .execution import ensure_code_execution_allowed
+
+        ensure_code_execution_allowed(allow_code_execution)
+
+
+def _count(values: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return counts
 
 
 def _evaluate(
@@ -90,6 +112,7 @@ def _evaluate(
     show_progress: bool,
     header: dict[str, Any],
     tasks: dict[str, Task] | None = None,
+    allow_code_execution: bool = False,
 ) -> dict[str, Any]:
     tasks = tasks or {n: Task(registry.get(n), data_dir) for n in names}
     out: dict[str, Any] = {
@@ -104,52 +127,89 @@ def _evaluate(
     }
     out.setdefault("config", {}).update({"limit": limit, "num_fewshot": num_fewshot, "batch_size": backend.batch_size,
                                          "max_length": backend.max_length})
-    for name in names:
-        task = tasks[name]
-        started = time.perf_counter()
-        items = task.build_items(limit=limit, num_fewshot=num_fewshot)
-        requests = [r for item in items for r in item.requests]
-        with tqdm(total=len(requests), desc=name, unit="req", disable=not show_progress, file=sys.stderr) as bar:
-            answers = _answer(backend, requests, bar.update)
-        scored, pos = [], 0
-        for item in items:
-            n = len(item.requests)
-            scored.append(task.score(item, tuple(answers[pos:pos + n])))
-            pos += n
-        overall, groups = task.aggregate(scored)
-        n_truncated = sum(1 for a in answers if getattr(a, "truncated", False))
-        out["results"][name] = overall
-        if groups:
-            out["groups"][name] = groups
-        out["tasks"][name] = {
-            "spec": task.spec.source_file.rsplit("/", 1)[-1],
-            "output_type": task.spec.output_type,
-            "headline": task.spec.headline if task.spec.group_by_subset else None,
-            "fewshot": task.fewshot_info(num_fewshot),
-            "num_items": len(items),
-            "num_requests": len(requests),
-            "num_truncated_requests": n_truncated,
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-        if n_truncated:
-            print(f"warning: {name}: {n_truncated} request(s) longer than {backend.max_length} tokens were truncated on the left",
-                  file=sys.stderr)
-        out["data"][name] = task.documents.files
-        if output_dir is not None:  # each finished task is on disk before the next starts
-            write_samples(output_dir / f"samples_{name}.jsonl", (s.sample_record() for s in scored))
-            write_results(output_dir / "results.json", out)
+    with contextlib.ExitStack() as stack:  # the code sandbox, opened by the first task that runs code
+        sandbox: Any = None
+        for name in names:
+            task = tasks[name]
+            started = time.perf_counter()
+            items = task.build_items(limit=limit, num_fewshot=num_fewshot)
+            requests = [r for item in items for r in item.requests]
+            runs: dict[int, list[Any]] = {}  # code tasks: item index -> futures of its programs' executions
+            on_generated = None
+            if task.needs_execution:  # one generation request per item: run its programs as soon as it is generated
+                task.pass_at()
+                if sandbox is None:
+                    from .execution import Sandbox
+
+                    sandbox = stack.enter_context(Sandbox(allow_code_execution=allow_code_execution))
+
+                def on_generated(batch: list[tuple[int, Any]], items: list[Any] = items, task: Task = task) -> None:
+                    for i, res in batch:
+                        runs[i] = [sandbox.submit(task.program_for(items[i], text)) for text in res.texts]
+            with tqdm(total=len(requests), desc=name, unit="req", disable=not show_progress, file=sys.stderr) as bar:
+                answers = _answer(backend, requests, bar.update, on_generated)
+            if on_generated is not None:
+                on_generated([(i, a) for i, a in enumerate(answers) if i not in runs])  # answers from the cache
+            scored, pos = [], 0
+            for k, item in enumerate(items):
+                n = len(item.requests)
+                executions = [f.result() for f in runs[k]] if k in runs else None
+                scored.append(task.score(item, tuple(answers[pos:pos + n]), executions))
+                pos += n
+            overall, groups = task.aggregate(scored)
+            n_truncated = sum(1 for a in answers if getattr(a, "truncated", False))
+            out["results"][name] = overall
+            if groups:
+                out["groups"][name] = groups
+            extra: dict[str, Any] = {}
+            if task.spec.generation is not None:
+                extra["generation"] = dataclasses.asdict(task.spec.generation)
+            if task.spec.protocol:
+                extra["protocol"] = task.spec.protocol
+            if task.needs_execution and sandbox is not None:
+                extra["execution"] = {"isolation": sandbox.isolation.to_dict(), "limits": dataclasses.asdict(sandbox.limits),
+                                      "statuses": _count(e["status"] for s in scored for e in s.details["executions"])}
+            out["tasks"][name] = {
+                "spec": task.spec.source_file.rsplit("/", 1)[-1],
+                "output_type": task.spec.output_type,
+                "headline": task.spec.headline if task.spec.group_by_subset else None,
+                "fewshot": task.fewshot_info(num_fewshot),
+                "num_items": len(items),
+                "num_requests": len(requests),
+                "num_truncated_requests": n_truncated,
+                "seconds": round(time.perf_counter() - started, 3),
+                **extra,
+            }
+            if n_truncated:
+                print(f"warning: {name}: {n_truncated} request(s) longer than {backend.max_length} tokens were truncated on the left",
+                      file=sys.stderr)
+            out["data"][name] = task.documents.files
+            if output_dir is not None:  # each finished task is on disk before the next starts
+                write_samples(output_dir / f"samples_{name}.jsonl", (s.sample_record() for s in scored))
+                write_results(output_dir / "results.json", out)
     return out
 
 
-def _answer(backend: HFCausalLM, requests: list[Any], progress: Any) -> list[Any]:
-    """Send each kind of request to the backend method that answers it; answers in the requests' order."""
+def _answer(backend: Any, requests: list[Any], progress: Any, on_generated: Any = None) -> list[Any]:
+    """Send each kind of request to the backend method that answers it; answers in the requests' order.
+
+    `on_generated([(request index, GenerateResult), ...])` is called as each generation batch finishes.
+    """
     answers: list[Any] = [None] * len(requests)
     by_kind: dict[type, list[int]] = {}
     for i, r in enumerate(requests):
         by_kind.setdefault(type(r), []).append(i)
-    methods = {LoglikelihoodRequest: backend.loglikelihood, GenerateRequest: backend.generate_until}
     for kind, indices in by_kind.items():
-        for i, a in zip(indices, methods[kind]([requests[i] for i in indices], progress=progress)):
+        sub = [requests[i] for i in indices]
+        if kind is GenerateRequest:
+            hook = None
+            if on_generated is not None:
+                def hook(batch: list[tuple[int, Any]], indices: list[int] = indices) -> None:
+                    on_generated([(indices[j], res) for j, res in batch])
+            results = backend.generate_until(sub, progress=progress, on_results=hook)
+        else:
+            results = backend.loglikelihood(sub, progress=progress)
+        for i, a in zip(indices, results):
             answers[i] = a
     return answers
 
@@ -176,6 +236,7 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
     names = resolve_task_names(config.tasks, None, registry)
     data_dir = resolve_data_dir(config.data_dir)
     tasks = {n: Task(registry.get(n), data_dir) for n in names}  # data errors surface before the model loads
+    _check_consent(tasks, config.allow_code_execution)
     output_dir = _writable_dir(Path(config.output_dir) if config.output_dir else default_output_dir(config.model))
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -196,7 +257,8 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
     }
     t1 = time.perf_counter()
     out = _evaluate(backend, names, registry, limit=config.limit, num_fewshot=config.num_fewshot, data_dir=data_dir,
-                    output_dir=output_dir, show_progress=show_progress, header=header, tasks=tasks)
+                    output_dir=output_dir, show_progress=show_progress, header=header, tasks=tasks,
+                    allow_code_execution=config.allow_code_execution)
     out["eval_seconds"] = round(time.perf_counter() - t1, 2)
     if isinstance(backend, CachedBackend):
         out["cache"] = {"file": CACHE_FILE, "hits": backend.hits, "computed": backend.misses}

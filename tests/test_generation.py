@@ -127,3 +127,29 @@ def test_jeopardy_em_requests(data_dir):
         assert item.gold == row["continuation"] and item.subset == row["category"]
     shots = task.build_items(limit=1)[0].requests[0].prompt  # default: 3 shots from the same category
     assert shots.count("\nAnswer: ") == 3 and shots.endswith(rows[0]["context"] + "\nAnswer:")
+
+
+def test_code_task_needs_consent_before_generating(tmp_path):
+    from evalharness.api import run
+    from evalharness.config import RunConfig
+    from evalharness.errors import CodeExecutionNotAllowed
+
+    # the model name is never resolved: consent is checked before the model loads
+    with pytest.raises(CodeExecutionNotAllowed, match="--allow-code-execution"):
+        run(RunConfig(model="/nonexistent/model", tasks=("humaneval",), output_dir=str(tmp_path / "o")))
+    assert not (tmp_path / "o").exists()
+
+
+def test_humaneval_requests_are_verbatim_prompts():
+    from evalharness.execution import load_problems
+
+    task = Task(TaskRegistry().get("humaneval"), None)
+    items = task.build_items()
+    problems = load_problems()
+    assert len(items) == 164
+    for item, problem in zip(items, problems):
+        (req,) = item.requests
+        assert req.prompt == problem.prompt  # no stripping: the trailing newline stays
+        assert req.stop == ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
+        assert req.max_new_tokens == 512 and req.temperature == 0.0
+    assert items[0].requests[0].prompt.endswith('"""\n')
