@@ -214,6 +214,13 @@ def _answer(backend: Any, requests: list[Any], progress: Any, on_generated: Any 
     return answers
 
 
+def _follow(backend: Any, names: Sequence[str], tasks: dict[str, Task], *, limit: int | None, num_fewshot: int | None) -> None:
+    """What _evaluate sends the backend, in the same order, with nothing scored or written (ranks other than 0)."""
+    for name in names:
+        items = tasks[name].build_items(limit=limit, num_fewshot=num_fewshot)
+        _answer(backend, [r for item in items for r in item.requests], None)
+
+
 def _safe_name(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(model).name or model).strip("_") or "model"
 
@@ -229,7 +236,12 @@ def latest_output_dir(model: str) -> Path | None:
 
 
 def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry | None = None) -> dict[str, Any]:
-    """Load the model, evaluate every task, write results.json and samples files, print the table."""
+    """Load the model, evaluate every task, write results.json and samples files, print the table.
+
+    Started by torchrun (several processes), every rank answers its share of the requests and rank 0 does
+    the rest; the other ranks return an empty dict.
+    """
+    from .distributed import DistributedBackend, init_distributed, memory_report, shutdown
     from .models.loading import load_model
 
     registry = registry or TaskRegistry()
@@ -237,34 +249,52 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
     data_dir = resolve_data_dir(config.data_dir)
     tasks = {n: Task(registry.get(n), data_dir) for n in names}  # data errors surface before the model loads
     _check_consent(tasks, config.allow_code_execution)
-    output_dir = _writable_dir(Path(config.output_dir) if config.output_dir else default_output_dir(config.model))
+    ctx = init_distributed(config.device, config.dist_timeout)
+    output_dir = None  # only rank 0 writes
+    if ctx.is_main:
+        output_dir = _writable_dir(Path(config.output_dir) if config.output_dir else default_output_dir(config.model))
     if config.threads:
         torch.set_num_threads(config.threads)
     t0 = time.perf_counter()
-    loaded = load_model(config.model, dtype=config.dtype, device=config.device, max_seq_len=config.max_seq_len,
-                        trust_remote_code=config.trust_remote_code)
+    sharded = None
+    if ctx.world_size > 1:
+        from .models.fsdp import ShardedLoader
+
+        sharded = ShardedLoader(config.fsdp, ctx.local_world_size, config.trust_remote_code)
+    loaded = load_model(config.model, dtype=config.dtype, device=ctx.device, max_seq_len=config.max_seq_len,
+                        trust_remote_code=config.trust_remote_code, build=sharded)
+    fsdp = bool(sharded and sharded.used)
     load_seconds = time.perf_counter() - t0
     backend: Any = HFCausalLM(loaded.model, loaded.tokenizer, batch_size=config.batch_size, max_length=config.max_seq_len)
-    if config.use_cache:
+    if ctx.world_size > 1:
+        backend = DistributedBackend(backend, ctx, loaded.model if fsdp else None)
+    if config.use_cache and output_dir is not None:
         model_key = "|".join(str(x) for x in (loaded.info["fingerprint"], loaded.info["config_sha256"], loaded.dtype,
                                                backend.max_length, SCORING_VERSION))
         backend = CachedBackend(backend, RequestCache(output_dir / CACHE_FILE, model_key))
     header = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": {**config.to_dict(), "dtype": loaded.dtype, "device": loaded.device,
+        "config": {**config.to_dict(), "dtype": loaded.dtype, "device": loaded.device, "world_size": ctx.world_size, "fsdp": fsdp,
                    "threads": torch.get_num_threads(), "data_dir": str(data_dir) if data_dir else None},
         "model": {**loaded.info, "load_seconds": round(load_seconds, 2)},
     }
     t1 = time.perf_counter()
+    if output_dir is None:  # ranks other than 0: answer their share of the requests; rank 0 scores and writes
+        _follow(backend, names, tasks, limit=config.limit, num_fewshot=config.num_fewshot)
+        memory_report(ctx, loaded.model, fsdp)
+        shutdown(ctx)
+        return {}
     out = _evaluate(backend, names, registry, limit=config.limit, num_fewshot=config.num_fewshot, data_dir=data_dir,
                     output_dir=output_dir, show_progress=show_progress, header=header, tasks=tasks,
                     allow_code_execution=config.allow_code_execution)
     out["eval_seconds"] = round(time.perf_counter() - t1, 2)
+    out["distributed"] = memory_report(ctx, loaded.model, fsdp)
     if isinstance(backend, CachedBackend):
         out["cache"] = {"file": CACHE_FILE, "hits": backend.hits, "computed": backend.misses}
         backend.cache.close()
     write_results(output_dir / "results.json", out)
     out["output_dir"] = str(output_dir)
+    shutdown(ctx)
     return out
 
 

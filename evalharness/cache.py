@@ -95,7 +95,7 @@ class CachedBackend:
         n_known = sum(r is not None for r in known)
         self.hits += n_known
         self.misses += len(requests) - n_known
-        if n_known == len(requests):
+        if n_known == len(requests) and not getattr(self.backend, "collective", False):  # other ranks wait in a call
             if progress is not None:
                 progress(len(requests))
             return known

@@ -17,7 +17,8 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="evaluate a model on tasks or a suite")
     r.add_argument("--model", default="smollm2-135m",
-                   help="preset name, Hugging Face id, local checkpoint folder, .gguf file (default: smollm2-135m, embedded)")
+                   help="preset name, Hugging Face id, local checkpoint folder, .gguf file, composer:PATH.pt (a Composer "
+                        "checkpoint) (default: smollm2-135m, embedded)")
     g = r.add_argument_group("what to evaluate")
     g.add_argument("--suite", help="a named group of tasks (e.g. icl)")
     g.add_argument("--tasks", help="comma-separated task names")
@@ -38,6 +39,14 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--threads", type=int, default=_env_int("EVALHARNESS_THREADS"),
                    help="torch CPU threads (default: $EVALHARNESS_THREADS or torch's default)")
     m.add_argument("--trust-remote-code", action="store_true", help="allow model code from the checkpoint")
+    d = r.add_argument_group("several processes (torchrun)")
+    d.add_argument("--nproc", type=int, default=1,
+                   help="run in N processes on this machine (starts torchrun; one GPU each, or gloo on CPU)")
+    d.add_argument("--fsdp", action=argparse.BooleanOptionalAction, default=None,
+                   help="shard the model across the processes with FSDP (default: only when it does not fit one device; "
+                        "--no-fsdp: a full copy per process)")
+    d.add_argument("--dist-timeout", type=float, default=1800.0, metavar="SECONDS",
+                   help="a rank waiting longer than this for the others ends the run with an error (default 1800)")
     r.add_argument("--allow-code-execution", action="store_true",
                    help="consent to run model-written code in the sandbox (needed by code tasks such as humaneval)")
     r.add_argument("--compare", help="published models to compare with in the final table and report.html (e.g. llama-7b,falcon-7b)")
@@ -91,9 +100,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         model=args.model, tasks=names, limit=args.limit, num_fewshot=args.num_fewshot, batch_size=args.batch_size,
         dtype=args.dtype, device=args.device, max_seq_len=args.max_seq_len, output_dir=output_dir,
         data_dir=args.data_dir, threads=args.threads, trust_remote_code=args.trust_remote_code,
-        use_cache=not args.no_cache, allow_code_execution=args.allow_code_execution,
+        use_cache=not args.no_cache, allow_code_execution=args.allow_code_execution, fsdp=args.fsdp,
+        dist_timeout=args.dist_timeout,
     )
+    from .launch import is_main_process, launch, under_torchrun
+
+    if args.nproc > 1 and not under_torchrun():
+        return launch(args.nproc, args.argv)
+    if args.fsdp and not under_torchrun():
+        print("evalharness: --fsdp has no effect in one process (add --nproc N, or start with torchrun)", file=sys.stderr)
     out = run(config, registry=registry)
+    if not is_main_process():  # rank 0 prints and writes
+        return 0
     print(f"\nmodel: {args.model} ({out['config']['dtype']}, {out['config']['device']})  "
           f"shots: {args.num_fewshot or 0}  limit: {args.limit or 'all'}  eval time: {out['eval_seconds']:.1f} s")
     print(format_table(out["results"]))
@@ -145,7 +163,9 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     import signal
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    args.argv = argv
     signal.signal(signal.SIGTERM, _terminate)
     try:
         if args.command == "run":
@@ -156,7 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EvalHarnessError as exc:
         if args.debug:
             raise
-        print(f"evalharness: error: {exc}", file=sys.stderr)
+        rank = f" (rank {os.environ['RANK']})" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+        print(f"evalharness: error{rank}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("evalharness: interrupted; finished tasks are already written", file=sys.stderr)

@@ -24,6 +24,8 @@ class RunConfig:
     trust_remote_code: bool = False
     allow_code_execution: bool = False  # consent to run model-written code (code tasks such as humaneval)
     use_cache: bool = True  # the request cache in the output directory (resume after an interruption)
+    fsdp: bool | None = None  # multi-process runs: shard with FSDP (None: when the model does not fit one device)
+    dist_timeout: float = 1800.0  # seconds a collective waits for the other ranks before the run fails
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -36,6 +38,8 @@ class RunConfig:
             raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        if self.dist_timeout <= 0:
+            raise ConfigError(f"--dist-timeout must be a positive number of seconds, got {self.dist_timeout}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -91,17 +91,8 @@ class HFCausalLM:
         Requests that feed the model the same input row (e.g. the choices of a multiple-choice question
         whose answers are one token each) share one row of the batch.
         """
-        rows: dict[tuple[int, ...], list[_Scored]] = {}
-        for i, r in enumerate(requests):
-            context, continuation = self.encode_pair(r.context, r.continuation)
-            tokens = (context + continuation)[-(self.max_length + 1):]
-            n_cont = min(len(continuation), len(tokens) - 1)
-            scored = _Scored(i, tuple(tokens[len(tokens) - n_cont:]) if n_cont else (), len(context) + len(continuation) > len(tokens))
-            rows.setdefault(tuple(tokens[:-1]), []).append(scored)
-        order = sorted(rows.items(), key=lambda kv: -len(kv[0]))
         results: list[LoglikelihoodResult | None] = [None] * len(requests)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
+        for batch in self._loglikelihood_plan(requests):
             members = [s.index for _, row in batch for s in row]
             if known is not None and all(known[i] is not None for i in members):
                 for i in members:
@@ -117,6 +108,26 @@ class HFCausalLM:
             if progress is not None:
                 progress(sum(len(members) for _, members in batch))
         return results  # type: ignore[return-value]
+
+    def loglikelihood_batches(self, requests: Sequence[LoglikelihoodRequest]) -> list[list[int]]:
+        """The request indices of each batch, in the order `loglikelihood` computes them.
+
+        Any one of these lists, passed alone to `loglikelihood` (indices in increasing order), forms
+        exactly that batch again; a distributed wrapper relies on this to split the work.
+        """
+        return [[s.index for _, row in batch for s in row] for batch in self._loglikelihood_plan(requests)]
+
+    def _loglikelihood_plan(self, requests: Sequence[LoglikelihoodRequest]) -> list[list[tuple[tuple[int, ...], list[_Scored]]]]:
+        """Input rows (shared by requests with the same input), longest first, cut into batches."""
+        rows: dict[tuple[int, ...], list[_Scored]] = {}
+        for i, r in enumerate(requests):
+            context, continuation = self.encode_pair(r.context, r.continuation)
+            tokens = (context + continuation)[-(self.max_length + 1):]
+            n_cont = min(len(continuation), len(tokens) - 1)
+            scored = _Scored(i, tuple(tokens[len(tokens) - n_cont:]) if n_cont else (), len(context) + len(continuation) > len(tokens))
+            rows.setdefault(tuple(tokens[:-1]), []).append(scored)
+        order = sorted(rows.items(), key=lambda kv: -len(kv[0]))
+        return [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
 
     def _score_batch(self, batch: Sequence[tuple[tuple[int, ...], list[_Scored]]]) -> list[tuple[int, LoglikelihoodResult]]:
         width = max(len(row) for row, _ in batch)
@@ -166,11 +177,35 @@ class HFCausalLM:
         a row stops at its stop sequence or EOS. Sampled requests run one at a time, all their samples in
         one batch, with the RNG seeded from the request's seed, so they do not depend on batching.
         """
+        results: list[GenerateResult | None] = [None] * len(requests)
+        for batch, rows, settings in self._generate_plan(requests):
+            if known is not None and all(known[i] is not None for i in batch):
+                for i in batch:
+                    results[i] = known[i]
+                if progress is not None:
+                    progress(len(batch))
+                continue
+            done = list(zip(batch, self._generate_batch(rows, settings)))
+            for i, res in done:
+                results[i] = res
+            if on_results is not None:
+                on_results(done)
+            if progress is not None:
+                progress(len(batch))
+        return results  # type: ignore[return-value]
+
+    def generate_until_batches(self, requests: Sequence[GenerateRequest]) -> list[list[int]]:
+        """The request indices of each batch, in the order `generate_until` runs them (see loglikelihood_batches)."""
+        return [batch for batch, _, _ in self._generate_plan(requests)]
+
+    def _generate_plan(self, requests: Sequence[GenerateRequest]) -> list[tuple[list[int], list[list[int]], GenerateRequest]]:
+        """(request indices, their prompt tokens, the group's settings) of each batch: greedy requests with the
+        same settings together, longest prompt first; sampled requests one per batch."""
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
             key = (r.stop, r.max_new_tokens, r.temperature, r.top_p, r.num_samples, r.seed if r.temperature > 0 else None)
             groups.setdefault(key, []).append(i)
-        results: list[GenerateResult | None] = [None] * len(requests)
+        plan = []
         for indices in groups.values():
             first = requests[indices[0]]
             encoded = {i: self._encode_prompt(requests[i].prompt, first.max_new_tokens) for i in indices}
@@ -178,20 +213,8 @@ class HFCausalLM:
             step = self.batch_size if first.temperature <= 0 else 1
             for start in range(0, len(order), step):
                 batch = order[start:start + step]
-                if known is not None and all(known[i] is not None for i in batch):
-                    for i in batch:
-                        results[i] = known[i]
-                    if progress is not None:
-                        progress(len(batch))
-                    continue
-                done = list(zip(batch, self._generate_batch([encoded[i] for i in batch], first)))
-                for i, res in done:
-                    results[i] = res
-                if on_results is not None:
-                    on_results(done)
-                if progress is not None:
-                    progress(len(batch))
-        return results  # type: ignore[return-value]
+                plan.append((batch, [encoded[i] for i in batch], first))
+        return plan
 
     def _encode_prompt(self, prompt: str, max_new_tokens: int) -> list[int]:
         ids = self.encode(prompt) if prompt else [int(self.prefix_token_id)]

@@ -8,7 +8,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -24,7 +24,7 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 class ModelSource:
     """Where the weights and the tokenizer come from."""
 
-    kind: str  # embedded | preset | folder | gguf | hub
+    kind: str  # embedded | preset | folder | gguf | hub | composer
     name: str  # what the user passed
     weights: str  # local folder, .gguf file, or hub id
     tokenizer: str  # local folder or hub id
@@ -42,6 +42,10 @@ class LoadedModel:
 
 def resolve_source(name: str) -> ModelSource:
     """Decide what `--model NAME` refers to; nothing is loaded yet."""
+    if name.startswith("composer:"):  # a Composer training checkpoint: models/composer_checkpoint.py
+        from .composer_checkpoint import composer_source
+
+        return composer_source(name)
     if name == EMBEDDED_DEFAULT:
         return ModelSource("embedded", name, "", "")
     if name in PRESETS:
@@ -150,8 +154,13 @@ def load_model(
     device: str | None = None,
     max_seq_len: int | None = None,
     trust_remote_code: bool = False,
+    build: Callable[[str, Any, torch.dtype, str], Any] | None = None,
 ) -> LoadedModel:
-    """Load the model and tokenizer `--model NAME` refers to, in eval mode on `device`."""
+    """Load the model and tokenizer `--model NAME` refers to, in eval mode on `device`.
+
+    `build(weights, config, dtype, device)`, if given, makes the model itself (e.g. FSDP shards loaded
+    straight from the files); when it returns None the model is loaded as usual.
+    """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     device = device or default_device()
@@ -159,6 +168,11 @@ def load_model(
     if dtype not in DTYPES:
         raise ModelLoadError(f"--dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
     source = resolve_source(name)
+    if source.kind == "composer":  # weights, config and tokenizer all come from the one checkpoint file
+        from .composer_checkpoint import load_composer_model
+
+        return load_composer_model(source, dtype=dtype, device=device, max_seq_len=max_seq_len,
+                                   trust_remote_code=trust_remote_code)
     if source.kind == "embedded":
         folder = str(embedded_model_dir())
         source = ModelSource("embedded", name, folder, folder)
@@ -174,11 +188,14 @@ def load_model(
         if hasattr(config, "max_seq_len"):
             config.max_seq_len = int(max_seq_len)
     tokenizer = _from_pretrained(AutoTokenizer, source.tokenizer, "tokenizer", trust_remote_code=trust_remote_code)
-    model = _from_pretrained(
-        AutoModelForCausalLM, source.weights, "model", config=config, dtype=DTYPES[dtype],
-        trust_remote_code=trust_remote_code,
-    )
-    model.to(device).eval()
+    model = build(source.weights, config, DTYPES[dtype], device) if build is not None else None
+    if model is None:
+        model = _from_pretrained(
+            AutoModelForCausalLM, source.weights, "model", config=config, dtype=DTYPES[dtype],
+            trust_remote_code=trust_remote_code,
+        )
+        model.to(device)
+    model.eval()
     vocab = model.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > vocab:
         raise ModelLoadError(

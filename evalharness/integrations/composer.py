@@ -1,0 +1,141 @@
+"""ICL evaluation during Composer training: the `ICLEvaluator` callback.
+
+Needs Composer (`pip install 'evalharness[composer]'`, which pins mosaicml==0.32.1 and so torch<2.7.1).
+The evaluation is `evalharness.evaluate` itself, so the numbers equal `evalharness run` on the same weights.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+try:
+    from composer.core import Callback, Event, State, Time
+    from composer.loggers import Logger
+    from composer.models import HuggingFaceModel
+    from composer.utils import create_interval_scheduler
+except ImportError as exc:  # the core never imports this module; only users of the callback need Composer
+    raise ImportError(
+        "evalharness.integrations.composer needs Composer: pip install 'evalharness[composer]' "
+        f"(mosaicml==0.32.1; it pins torch<2.7.1, so use a separate environment). Import failed with: {exc}"
+    ) from exc
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from ..api import evaluate, resolve_task_names
+from ..data import resolve_data_dir
+from ..task import Task
+from ..taskspec import TaskRegistry
+from .rng_state import preserved_rng_state
+
+LOG_PREFIX = "icl"
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model inside Composer's wrappers: DDP's `.module`, then HuggingFaceModel's `.model`.
+
+    An FSDP-sharded model is returned as it is (see ICLEvaluator's note on FSDP).
+    """
+    if isinstance(model, DistributedDataParallel):
+        model = model.module
+    if isinstance(model, HuggingFaceModel):
+        model = model.model
+    return model
+
+
+def metrics_to_log(results: dict[str, Any], prefix: str = LOG_PREFIX) -> dict[str, float]:
+    """`{prefix}/<task>/<metric>` for every metric and defined standard error (counts such as `n` are left out)."""
+    return {
+        f"{prefix}/{task}/{metric}": value
+        for task, metrics in results["results"].items()
+        for metric, value in metrics.items()
+        if isinstance(value, float)
+    }
+
+
+class ICLEvaluator(Callback):
+    """Evaluate ICL tasks on the model being trained, every `interval` and at the end of training.
+
+    Args:
+        tasks: task names or suites, as `evalharness run --tasks` (a list or a comma-separated string).
+        interval: a Composer time string or `Time` ("500ba", "1ep", "10000tok", ...); an int means epochs.
+        limit, num_fewshot, batch_size, max_length, data_dir: as in `evalharness.evaluate`.
+        tokenizer: defaults to the tokenizer of Composer's `HuggingFaceModel`.
+        registry: the task registry (default: the shipped tasks).
+
+    Each evaluation runs the unwrapped transformers model (DDP `.module`, HuggingFaceModel `.model`) in eval
+    mode under `torch.no_grad`, in the parameters' own dtype (no autocast), then puts every module back in the
+    train/eval mode it had and restores the torch (CPU and CUDA), Python and NumPy random states, so the rest
+    of training is bit-for-bit what it would be without the callback. Metrics are logged as
+    `icl/<task>/<metric>` (and `<metric>_stderr`) through `logger.log_metrics`; the full results structure of
+    the latest evaluation is kept on `self.latest` (its training batch on `self.latest_batch`).
+
+    Under DDP every rank evaluates every item (identical results). An FSDP-wrapped model is used as it is;
+    sharded evaluation is not supported yet.
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[str] | str,
+        interval: str | int | Time = "500ba",
+        *,
+        limit: int | None = None,
+        num_fewshot: int | None = None,
+        batch_size: int = 16,
+        max_length: int | None = None,
+        data_dir: str | Path | None = None,
+        tokenizer: Any = None,
+        registry: TaskRegistry | None = None,
+    ) -> None:
+        self.registry = registry or TaskRegistry()
+        self.tasks = resolve_task_names(tasks, None, self.registry)
+        self.data_dir = resolve_data_dir(data_dir)
+        for name in self.tasks:  # unknown tasks and missing or malformed data fail now, not after hours of training
+            Task(self.registry.get(name), self.data_dir)
+        self.interval = interval
+        self.limit = limit
+        self.num_fewshot = num_fewshot
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.tokenizer = tokenizer
+        self.latest: dict[str, Any] | None = None
+        self.latest_batch: int | None = None
+        self._due = create_interval_scheduler(interval, include_end_of_training=True)
+
+    def _tokenizer(self, state: State) -> Any:
+        model = state.model.module if isinstance(state.model, DistributedDataParallel) else state.model
+        tokenizer = self.tokenizer if self.tokenizer is not None else getattr(model, "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError("ICLEvaluator needs a tokenizer: pass tokenizer=..., or build HuggingFaceModel with tokenizer=...")
+        return tokenizer
+
+    def run_event(self, event: Event, state: State, logger: Logger) -> None:
+        if event == Event.INIT:
+            self._tokenizer(state)
+            return
+        if state.get_elapsed_duration() is None or not self._due(state, event):
+            return
+        batch = int(state.timestamp.batch)
+        if batch == self.latest_batch:  # the last interval and the end of training can fall on one batch
+            return
+        self.latest = self.evaluate_now(state)
+        self.latest_batch = batch
+        logger.log_metrics(metrics_to_log(self.latest))
+
+    def evaluate_now(self, state: State) -> dict[str, Any]:
+        """Evaluate the model as it is now; training state (modes, RNGs, weights, gradients) is left untouched."""
+        model = unwrap_model(state.model)
+        modes = [(m, m.training) for m in model.modules()]
+        started = time.perf_counter()
+        try:
+            with preserved_rng_state(), torch.no_grad():
+                out = evaluate(model, self._tokenizer(state), self.tasks, limit=self.limit, num_fewshot=self.num_fewshot,
+                               batch_size=self.batch_size, max_length=self.max_length, data_dir=self.data_dir,
+                               registry=self.registry)
+        finally:
+            for module, training in modes:
+                module.train(training)
+        out["eval_seconds"] = round(time.perf_counter() - started, 2)
+        return out

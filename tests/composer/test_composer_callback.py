@@ -1,0 +1,206 @@
+"""ICLEvaluator inside Composer's Trainer, and `--model composer:PATH.pt` on checkpoints the Trainer saved.
+
+Runs only in the Composer environment (.venv-composer, scripts/setup_composer.sh): a small random MPT with
+dropout (so any stray draw from the RNGs would change the losses), trained on CPU for 7 batches of random
+tokens, with the callback every 2 batches. Besides piqa and lambada_openai it evaluates a sampled generation
+task, whose requests reseed torch's generator: the evaluation really does touch the RNG state.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from composer import Trainer
+from composer.core import Callback, Event, State
+from composer.loggers import InMemoryLogger, Logger
+from composer.models import HuggingFaceModel
+from composer.utils import dist
+from torch.utils.data import DataLoader, Dataset
+
+import evalharness
+from evalharness.integrations.composer import ICLEvaluator, metrics_to_log
+from evalharness.resources import resource_dir
+from evalharness.taskspec import TaskRegistry
+
+TASKS = "piqa,lambada_openai,jeopardy_sampled"
+EVAL = {"limit": 4, "batch_size": 4}
+BATCHES = 7  # one epoch of 14 sequences; the callback runs at batches 2, 4, 6 and at the end of training (7)
+
+
+class RandomTokens(Dataset):
+    def __init__(self, n: int = 2 * BATCHES, seq_len: int = 32, vocab: int = 50277) -> None:
+        self.tokens = torch.randint(0, vocab, (n, seq_len), generator=torch.Generator().manual_seed(0))
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.tokens[i], "labels": self.tokens[i]}
+
+
+class Snapshots(Callback):
+    """Copies of the weights at every batch end."""
+
+    def __init__(self) -> None:
+        self.weights: dict[int, dict[str, torch.Tensor]] = {}
+
+    def batch_end(self, state: State, logger: Logger) -> None:
+        self.weights[int(state.timestamp.batch)] = copy.deepcopy(state.model.model.state_dict())
+
+
+class DrawsRandomNumbers(Callback):
+    """A control: a callback that leaves the RNG moved on every 2 batches."""
+
+    def batch_checkpoint(self, state: State, logger: Logger) -> None:
+        if int(state.timestamp.batch) % 2 == 0:
+            torch.rand(1)
+
+
+def tiny_mpt():
+    from transformers import MptConfig, MptForCausalLM
+
+    torch.manual_seed(0)
+    config = MptConfig(d_model=64, n_heads=4, n_layers=2, expansion_ratio=2, max_seq_len=256, vocab_size=50277,
+                       attn_config={"alibi": True})
+    model = MptForCausalLM(config)
+    for module in model.modules():  # dropout on (the config field takes only ints in transformers 5.23)
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.1
+    return model
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> TaskRegistry:
+    """piqa, lambada_openai and jeopardy_sampled: Jeopardy answers sampled at temperature 0.8 (seeded per request)."""
+    folder = tmp_path_factory.mktemp("tasks")
+    for name in ("piqa", "lambada_openai"):
+        (folder / f"{name}.yaml").write_text((resource_dir("tasks") / f"{name}.yaml").read_text())
+    spec = yaml.safe_load((resource_dir("tasks") / "jeopardy_em.yaml").read_text())
+    spec.update(name="jeopardy_sampled", num_fewshot=0)
+    spec["generation"].update(temperature=0.8, max_new_tokens=4, stop=[])  # no stop strings: quicker
+    (folder / "jeopardy_sampled.yaml").write_text(yaml.safe_dump(spec))
+    return TaskRegistry(folder)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(neox_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(neox_tokenizer_dir)
+
+
+def train(tokenizer, callbacks: list[Callback], save_folder: Path | None = None) -> tuple[InMemoryLogger, HuggingFaceModel]:
+    model = HuggingFaceModel(tiny_mpt(), tokenizer=tokenizer, use_logits=True)
+    data = RandomTokens()
+    logger = InMemoryLogger()
+    trainer = Trainer(
+        model=model, train_dataloader=DataLoader(data, batch_size=2, sampler=dist.get_sampler(data, shuffle=False)),
+        max_duration=f"{BATCHES}ba", optimizers=torch.optim.AdamW(model.parameters(), lr=1e-3), callbacks=callbacks,
+        loggers=[logger], seed=17, device="cpu", progress_bar=False, log_to_console=False,
+        save_folder=str(save_folder) if save_folder else None, save_interval="2ba",
+    )
+    trainer.fit()
+    trainer.close()
+    return logger, model
+
+
+def logged(logger: InMemoryLogger, key: str) -> list[tuple[int, object]]:
+    return [(int(ts.batch), value) for ts, value in logger.data.get(key, [])]
+
+
+def losses(logger: InMemoryLogger) -> list[float]:
+    return [float(v) for _, v in logged(logger, "loss/train/total")]
+
+
+@pytest.fixture(scope="module")
+def with_callback(tokenizer, registry, data_dir, tmp_path_factory):
+    icl = ICLEvaluator(TASKS, "2ba", data_dir=data_dir, registry=registry, **EVAL)
+    snapshots = Snapshots()
+    folder = tmp_path_factory.mktemp("checkpoints")
+    logger, model = train(tokenizer, [icl, snapshots], save_folder=folder)
+    return icl, snapshots, logger, model, folder
+
+
+@pytest.fixture(scope="module")
+def without_callback(tokenizer):
+    return train(tokenizer, [])
+
+
+def test_metrics_logged_at_each_interval_and_at_fit_end(with_callback):
+    icl, _, logger, _, _ = with_callback
+    for key in ["icl/piqa/acc", "icl/piqa/acc_norm", "icl/piqa/acc_token", "icl/piqa/acc_stderr",
+                "icl/lambada_openai/acc", "icl/lambada_openai/perplexity", "icl/jeopardy_sampled/exact_match"]:
+        assert [b for b, _ in logged(logger, key)] == [2, 4, 6, 7], key
+        assert all(isinstance(v, float) for _, v in logged(logger, key))
+    assert not any(k.endswith("/n") for k in logger.data)  # counts are not metrics
+    assert icl.latest_batch == 7 and icl.latest["results"]["piqa"]["n"] == 4
+    perplexities = [v for _, v in logged(logger, "icl/lambada_openai/perplexity")]
+    assert len(set(perplexities)) == 4  # each evaluation saw that moment's weights
+
+
+def test_logged_values_equal_evaluate_on_the_same_weights(with_callback, tokenizer, registry, data_dir):
+    icl, snapshots, logger, _, _ = with_callback
+    model = tiny_mpt()
+    for batch in (2, 4, 6, 7):
+        model.load_state_dict(snapshots.weights[batch])
+        out = evalharness.evaluate(model, tokenizer, TASKS, data_dir=data_dir, registry=registry, **EVAL)
+        expected = metrics_to_log(out)
+        assert {k: dict(logged(logger, k))[batch] for k in expected} == expected, batch
+    assert out["results"] == icl.latest["results"] and out["groups"] == icl.latest["groups"]
+
+
+def test_training_is_bit_for_bit_unaffected(with_callback, without_callback, tokenizer, registry, data_dir):
+    _, _, logger, model, _ = with_callback
+    plain_logger, plain_model = without_callback
+    assert len(losses(logger)) == BATCHES
+    assert losses(logger) == losses(plain_logger)
+    final, plain = model.model.state_dict(), plain_model.model.state_dict()
+    assert all(torch.equal(final[k], plain[k]) for k in plain)
+    assert model.model.training and all(m.training for m in model.model.modules())
+    # the control: a callback that moves the RNG on (dropout draws from it) changes the curve, and the
+    # callback at "1ep" runs once when the epoch's end and the end of training fall on the same batch
+    icl = ICLEvaluator(TASKS, "1ep", data_dir=data_dir, registry=registry, **EVAL)
+    control, _ = train(tokenizer, [DrawsRandomNumbers(), icl])
+    assert losses(control)[:2] == losses(plain_logger)[:2] and losses(control)[2:] != losses(plain_logger)[2:]
+    assert [b for b, _ in logged(control, "icl/piqa/acc")] == [7]
+
+
+def test_cli_evaluates_a_trainer_checkpoint_without_composer(with_callback, data_dir, tmp_path):
+    _, _, logger, _, folder = with_callback
+    assert sorted(p.name for p in folder.glob("ep*.pt")) == [f"ep0-ba{b}-rank0.pt" for b in (2, 4, 6, 7)]
+    block = "import sys; sys.modules['composer'] = None; from evalharness.cli import main; sys.exit(main())"
+    env = {**os.environ, "EVALHARNESS_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", block, "run", "--model", f"composer:{folder / 'ep0-ba4-rank0.pt'}", "--tasks", "piqa,lambada_openai",
+         "--limit", "4", "--batch-size", "4", "--dtype", "float32", "--device", "cpu", "--output-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert out["model"]["kind"] == "composer" and out["model"]["composer"]["batch"] == 4
+    expected = metrics_to_log(out)
+    assert len(expected) >= 8
+    assert {k: dict(logged(logger, k))[4] for k in expected} == expected
+
+
+def test_mistakes_fail_before_training(tmp_path, data_dir):
+    from evalharness.errors import ConfigError, DataFileNotFound
+
+    with pytest.raises(ConfigError, match="unknown task 'piqa2'"):
+        ICLEvaluator("piqa2", "2ba", data_dir=data_dir)
+    with pytest.raises(DataFileNotFound, match="llm-foundry/piqa.jsonl"):
+        ICLEvaluator("piqa", "2ba", data_dir=tmp_path)
+    model = HuggingFaceModel(tiny_mpt(), use_logits=True)  # no tokenizer anywhere
+    data = RandomTokens()
+    with pytest.raises(ValueError, match="ICLEvaluator needs a tokenizer"):
+        Trainer(model=model, train_dataloader=DataLoader(data, batch_size=2), max_duration="1ba", device="cpu",
+                optimizers=torch.optim.SGD(model.parameters(), lr=0.1),
+                callbacks=[ICLEvaluator("piqa", "2ba", data_dir=data_dir)], progress_bar=False, log_to_console=False)
