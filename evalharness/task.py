@@ -172,7 +172,7 @@ class Task:
             if self.spec.output_type == "generation":
                 g = self.spec.generation
                 assert g is not None
-                request = GenerateRequest(context, g.stop, g.max_new_tokens, g.temperature, g.top_p, g.num_samples, g.seed)
+                request = g.request(context)
                 items.append(Item(doc.doc_id, doc.subset, (request,), self.target_of(doc), doc=doc.doc))
             elif self.spec.output_type == "language_modeling":
                 target = self.target_of(doc)

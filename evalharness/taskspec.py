@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .requests import GenerateRequest
 from .resources import resource_dir
 
 OUTPUT_TYPES = ("language_modeling", "multiple_choice", "generation")
@@ -52,6 +53,11 @@ class GenerationSpec:
     top_p: float = 1.0
     num_samples: int = 1
     seed: int = 1234
+
+    def request(self, prompt: str) -> GenerateRequest:
+        """The generation request for one prompt under these settings."""
+        return GenerateRequest(prompt, self.stop, self.max_new_tokens, self.temperature, self.top_p,
+                               self.num_samples, self.seed)
 
 
 @dataclass(frozen=True)

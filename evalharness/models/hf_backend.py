@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -95,18 +95,9 @@ class HFCausalLM:
         for batch in self._loglikelihood_plan(requests):
             members = [s.index for _, row in batch for s in row]
             if known is not None and all(known[i] is not None for i in members):
-                for i in members:
-                    results[i] = known[i]
-                if progress is not None:
-                    progress(len(members))
+                _deliver([(i, known[i]) for i in members], results, None, progress)
                 continue
-            done = self._score_batch(batch)
-            for i, res in done:
-                results[i] = res
-            if on_results is not None:
-                on_results(done)
-            if progress is not None:
-                progress(sum(len(members) for _, members in batch))
+            _deliver(self._score_batch(batch), results, on_results, progress)
         return results  # type: ignore[return-value]
 
     def loglikelihood_batches(self, requests: Sequence[LoglikelihoodRequest]) -> list[list[int]]:
@@ -180,18 +171,9 @@ class HFCausalLM:
         results: list[GenerateResult | None] = [None] * len(requests)
         for batch, rows, settings in self._generate_plan(requests):
             if known is not None and all(known[i] is not None for i in batch):
-                for i in batch:
-                    results[i] = known[i]
-                if progress is not None:
-                    progress(len(batch))
+                _deliver([(i, known[i]) for i in batch], results, None, progress)
                 continue
-            done = list(zip(batch, self._generate_batch(rows, settings)))
-            for i, res in done:
-                results[i] = res
-            if on_results is not None:
-                on_results(done)
-            if progress is not None:
-                progress(len(batch))
+            _deliver(list(zip(batch, self._generate_batch(rows, settings))), results, on_results, progress)
         return results  # type: ignore[return-value]
 
     def generate_until_batches(self, requests: Sequence[GenerateRequest]) -> list[list[int]]:
@@ -272,6 +254,17 @@ class HFCausalLM:
             return self.model.get_output_embeddings()(hidden[b_idx, p_idx])
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
         return logits[b_idx, p_idx]
+
+
+def _deliver(done: list[tuple[int, Any]], results: list[Any], on_results: Callable[..., None] | None,
+             progress: Callable[[int], None] | None) -> None:
+    """Place a batch's (request index, result) pairs, then tell `on_results` (new results only) and `progress`."""
+    for i, res in done:
+        results[i] = res
+    if on_results is not None:
+        on_results(done)
+    if progress is not None:
+        progress(len(done))
 
 
 def _generated_length(tokens: list[int], eos: int | None, pad: int) -> int:
