@@ -24,7 +24,7 @@ from .results import SCHEMA_VERSION, format_table, package_versions, write_resul
 from .task import Task
 from .taskspec import TaskRegistry
 
-SCORING_VERSION = "2"
+SCORING_VERSION = "3"
 CACHE_FILE = "requests.sqlite"  # bump when a change to tokenisation or scoring can change numbers
 
 

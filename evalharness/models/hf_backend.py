@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, cut_at_stop
+from .mpt_attention import mpt_hidden_states, supports_fast_mpt
+from .packing import Row, allowed_mask, plan_rows
 
 # Model types whose logits are exactly `output_embeddings(last_hidden_state)`: for these the head runs
 # only at the positions whose log-probs are read (no logit scaling or soft-capping to reproduce).
@@ -17,14 +18,10 @@ _PLAIN_HEAD_TYPES = frozenset({
     "starcoder2", "gptj", "smollm3",
 })
 
-
-@dataclass(frozen=True)
-class _Scored:
-    """One request placed on a model input row: which tokens of the row's predictions it reads."""
-
-    index: int  # position in the caller's request list
-    targets: tuple[int, ...]  # the continuation tokens (after any left truncation)
-    truncated: bool
+# Model types whose transformers forward takes a custom 4D attention mask and explicit position ids, so that
+# packed rows (one context, several choice segments behind a block mask) score exactly like separate rows.
+# Each is checked against separate rows on a small random model in tests/test_packing.py.
+_PACKABLE_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "olmo", "olmo2", "phi3", "smollm3", "gpt_neox"})
 
 
 class HFCausalLM:
@@ -34,10 +31,17 @@ class HFCausalLM:
     continuation; the context is encoded alone, context+continuation is encoded whole, and the
     continuation is the whole encoding's tokens past the context's length. No special tokens are added;
     an empty context is replaced by the BOS (else EOS) token. Inputs longer than `max_length` lose tokens
-    on the left. Requests are batched longest first, padded on the right to the batch's longest row.
+    on the left.
+
+    Requests with the same context share one input row: with `pack` (the default where the model allows
+    it) the choices' tokens follow the context as separate segments behind a block mask, so the context
+    runs once (packing.py). Rows are batched longest first, padded on the right to the batch's longest row;
+    the LM head runs only at the positions whose log-probs are read. HF MPT runs through our own
+    scaled-dot-product attention with ALiBi (mpt_attention.py) instead of transformers' eager attention.
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer, *, batch_size: int = 16, max_length: int | None = None) -> None:
+    def __init__(self, model: torch.nn.Module, tokenizer, *, batch_size: int = 16, max_length: int | None = None,
+                 pack: bool | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_size = max(1, int(batch_size))
@@ -50,6 +54,12 @@ class HFCausalLM:
             and hasattr(model, getattr(model, "base_model_prefix", ""))
             and model.get_output_embeddings() is not None
         )
+        self._fast_mpt = supports_fast_mpt(model)
+        self._attn_implementation = getattr(getattr(model, "config", None), "_attn_implementation", None)
+        packable = self._fast_mpt or (model_type in _PACKABLE_TYPES and self._attn_implementation in ("sdpa", "eager"))
+        self.pack = packable if pack is None else (bool(pack) and packable)
+        self.min_fill = 0.8  # a row shorter than this fraction of its batch's longest row starts a new batch
+        self.mask_free = True  # plain (unpacked) batches run without a padding mask (see _logits_at)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_token_id = int(pad if pad is not None else 0)
         prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
@@ -73,6 +83,28 @@ class HFCausalLM:
         whole = self.encode(context + continuation)
         return context_ids, whole[len(context_ids):]
 
+    def encode_pairs(self, requests: Sequence[LoglikelihoodRequest]) -> list[tuple[list[int], list[int]]]:
+        """encode_pair for every request, with each distinct text tokenised once, in one batched call."""
+        split = []
+        for r in requests:
+            context, continuation = r.context, r.continuation
+            n_space = len(context) - len(context.rstrip())
+            if n_space:
+                context, continuation = context[:-n_space], context[-n_space:] + continuation
+            split.append((context, continuation))
+        texts = list(dict.fromkeys(t for c, x in split for t in ((c, c + x) if c else (x,))))
+        ids = dict(zip(texts, self.tokenizer(texts, add_special_tokens=False)["input_ids"])) if texts else {}
+        out = []
+        for context, continuation in split:
+            if not context:
+                if self.prefix_token_id is None:
+                    raise ValueError("empty context and the tokenizer has neither a BOS nor an EOS token")
+                out.append(([int(self.prefix_token_id)], list(ids[continuation])))
+                continue
+            context_ids = list(ids[context])
+            out.append((context_ids, list(ids[context + continuation])[len(context_ids):]))
+        return out
+
     # ---- scoring -----------------------------------------------------------------------------
     def loglikelihood(
         self,
@@ -93,7 +125,7 @@ class HFCausalLM:
         """
         results: list[LoglikelihoodResult | None] = [None] * len(requests)
         for batch in self._loglikelihood_plan(requests):
-            members = [s.index for _, row in batch for s in row]
+            members = [s.index for row in batch for s in row.scored]
             if known is not None and all(known[i] is not None for i in members):
                 _deliver([(i, known[i]) for i in members], results, None, progress)
                 continue
@@ -106,40 +138,54 @@ class HFCausalLM:
         Any one of these lists, passed alone to `loglikelihood` (indices in increasing order), forms
         exactly that batch again; a distributed wrapper relies on this to split the work.
         """
-        return [[s.index for _, row in batch for s in row] for batch in self._loglikelihood_plan(requests)]
+        return [[s.index for row in batch for s in row.scored] for batch in self._loglikelihood_plan(requests)]
 
-    def _loglikelihood_plan(self, requests: Sequence[LoglikelihoodRequest]) -> list[list[tuple[tuple[int, ...], list[_Scored]]]]:
-        """Input rows (shared by requests with the same input), longest first, cut into batches."""
-        rows: dict[tuple[int, ...], list[_Scored]] = {}
-        for i, r in enumerate(requests):
-            context, continuation = self.encode_pair(r.context, r.continuation)
-            tokens = (context + continuation)[-(self.max_length + 1):]
-            n_cont = min(len(continuation), len(tokens) - 1)
-            scored = _Scored(i, tuple(tokens[len(tokens) - n_cont:]) if n_cont else (), len(context) + len(continuation) > len(tokens))
-            rows.setdefault(tuple(tokens[:-1]), []).append(scored)
-        order = sorted(rows.items(), key=lambda kv: -len(kv[0]))
-        return [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+    def _loglikelihood_plan(self, requests: Sequence[LoglikelihoodRequest]) -> list[list[Row]]:
+        """Input rows (shared or packed per context, see packing.plan_rows), longest first, cut into batches."""
+        encoded = self.encode_pairs(requests)
+        rows = plan_rows(encoded, self.max_length, pack=self.pack)
+        order = sorted(rows, key=lambda row: -len(row.tokens))
+        batches: list[list[Row]] = []
+        for row in order:  # a new batch when full, or when this row would be mostly padding in the current one
+            if (not batches or len(batches[-1]) >= self.batch_size
+                    or len(row.tokens) < self.min_fill * len(batches[-1][0].tokens)):
+                batches.append([])
+            batches[-1].append(row)
+        return batches
 
-    def _score_batch(self, batch: Sequence[tuple[tuple[int, ...], list[_Scored]]]) -> list[tuple[int, LoglikelihoodResult]]:
-        width = max(len(row) for row, _ in batch)
+    def _score_batch(self, batch: Sequence[Row]) -> list[tuple[int, LoglikelihoodResult]]:
+        width = max(len(row.tokens) for row in batch)
         input_ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        b_idx, p_idx, targets, members = [], [], [], []
-        for i, (row, scored) in enumerate(batch):
-            input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-            attention_mask[i, : len(row)] = 1
-            for s in scored:  # the last len(targets) positions of the row predict the continuation
-                n = len(s.targets)
-                b_idx += [i] * n
-                p_idx += range(len(row) - n, len(row))
+        packed = any(row.packed for row in batch)
+        positions = segments = None
+        if packed:
+            positions = torch.zeros((len(batch), width), dtype=torch.long)
+            segments = torch.full((len(batch), width), -1, dtype=torch.long)
+        b_idx: list[int] = []
+        p_idx: list[int] = []
+        targets: list[int] = []
+        members = []
+        for i, row in enumerate(batch):
+            n = len(row.tokens)
+            input_ids[i, :n] = torch.tensor(row.tokens, dtype=torch.long)
+            attention_mask[i, :n] = 1
+            if packed:
+                positions[i, :n] = torch.tensor(row.positions if row.positions is not None else range(n))
+                segments[i, :n] = torch.tensor(row.segments) if row.segments is not None else 0
+            for s in row.scored:
+                b_idx += [i] * len(s.reads)
+                p_idx += s.reads
                 targets += s.targets
                 members.append(s)
         targets_t = torch.tensor(targets, dtype=torch.long)
         with torch.inference_mode():
             logits = self._logits_at(input_ids.to(self.device), attention_mask.to(self.device),
-                                     torch.tensor(b_idx, dtype=torch.long), torch.tensor(p_idx, dtype=torch.long))
+                                     torch.tensor(b_idx, dtype=torch.long), torch.tensor(p_idx, dtype=torch.long),
+                                     positions, segments)
             logprobs = F.log_softmax(logits.float(), dim=-1).cpu()
-        token_lp = logprobs[torch.arange(len(targets)), targets_t]
+        rows = torch.arange(len(targets))
+        token_lp = logprobs[rows, targets_t]
         greedy = logprobs.argmax(dim=-1) == targets_t
         out, offset = [], 0
         for s in members:
@@ -245,14 +291,33 @@ class HFCausalLM:
             results.append(GenerateResult(tuple(texts), tuple(counts), tuple(stopped)))
         return results
 
-    def _logits_at(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, b_idx: torch.Tensor, p_idx: torch.Tensor) -> torch.Tensor:
-        """Logits at the (row, position) pairs; the LM head runs only there when the model allows it."""
+    def _logits_at(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, b_idx: torch.Tensor, p_idx: torch.Tensor,
+                   positions: torch.Tensor | None = None, segments: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits at the (row, position) pairs; the LM head runs only there when the model allows it.
+
+        With `segments` (packed rows), attention follows the block mask and positions restart per segment.
+        """
         b_idx, p_idx = b_idx.to(input_ids.device), p_idx.to(input_ids.device)
+        if self._fast_mpt:
+            if segments is not None:
+                positions, segments = positions.to(input_ids.device), segments.to(input_ids.device)
+            hidden = mpt_hidden_states(self.model, input_ids, positions, segments)
+            return self.model.get_output_embeddings()(hidden[b_idx, p_idx])
+        # Rows are right-padded and causal: no real position ever sees a padding token, so plain batches need
+        # no padding mask, and attention takes its fused causal path (padding positions are never read).
+        kwargs: dict[str, Any] = {"attention_mask": None if self.mask_free else attention_mask, "use_cache": False}
+        if segments is not None:
+            allowed = allowed_mask(segments.to(input_ids.device))
+            if self._attn_implementation == "eager":  # eager attention adds the mask to the scores
+                dtype = next(self.model.parameters()).dtype
+                allowed = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(
+                    ~allowed, torch.finfo(dtype).min)
+            kwargs = {"attention_mask": allowed, "position_ids": positions.to(input_ids.device), "use_cache": False}
         if self._split_head:
             body = getattr(self.model, self.model.base_model_prefix)
-            hidden = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)[0]
+            hidden = body(input_ids=input_ids, **kwargs)[0]
             return self.model.get_output_embeddings()(hidden[b_idx, p_idx])
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        logits = self.model(input_ids=input_ids, **kwargs).logits
         return logits[b_idx, p_idx]
 
 

@@ -90,10 +90,29 @@ AttendFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Ten
 
 
 def _block_forward(block: Any, hidden: torch.Tensor, attend: AttendFn) -> torch.Tensor:
-    """One MptBlock: pre-norm attention and MLP, each with a residual, as HF's MptBlock.forward."""
-    hidden = _attention_forward(block.attn, block.norm_1(hidden), attend) + hidden
-    ffn = block.ffn
-    return ffn.down_proj(ffn.act(ffn.up_proj(block.norm_2(hidden)))) + hidden
+    """One MptBlock: pre-norm attention and MLP, each with a residual, as HF's MptBlock.forward.
+
+    A block sharded with FSDP2 (`fully_shard`) is gathered for the duration and freed after, as its own
+    forward hooks would do (its submodules are called directly here, so those hooks do not run).
+    """
+    sharded = _is_fsdp_module(block)
+    if sharded:
+        block.unshard()
+    try:
+        hidden = _attention_forward(block.attn, block.norm_1(hidden), attend) + hidden
+        ffn = block.ffn
+        return ffn.down_proj(ffn.act(ffn.up_proj(block.norm_2(hidden)))) + hidden
+    finally:
+        if sharded:
+            block.reshard()
+
+
+def _is_fsdp_module(module: Any) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # pragma: no cover - torch < 2.6 or no distributed
+        return False
+    return isinstance(module, FSDPModule)
 
 
 def _attention_forward(attn: Any, x: torch.Tensor, attend: AttendFn) -> torch.Tensor:

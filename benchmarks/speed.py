@@ -1,0 +1,527 @@
+#!/usr/bin/env python3
+"""Speed: evalharness vs lm-evaluation-harness (lm-eval) on the same items, in one process.
+
+Both tools get the same in-memory model object (same weights, same dtype) and the same items: the first
+`--limit` items of lambada_openai, piqa and hellaswag and the first `--mmlu-limit` items of each MMLU
+subject (lm-eval reads them through the task YAMLs of benchmarks/lm_eval_tasks, as the parity benchmark
+does). Runs alternate A B A B for `--rounds` rounds, after an untimed warm-up of each tool. Printed per
+task and overall:
+
+- wall: end-to-end seconds of the tool's evaluate call for that task (building requests, scoring, metrics,
+  per-item logs); loop: seconds inside the tool's log-likelihood call only. Median over rounds.
+- tok/s: least-work tokens per second of wall time (the same numerator for both tools).
+- ratio: lm-eval time / evalharness time.
+- agree: items whose per-item metric values (acc, acc_norm) are identical in both tools.
+- MFU: 2 x non-embedding parameters x least-work tokens / wall / the dense matmul rate measured here in
+  the same dtype (mm of 2048x2048 matrices). Least work: each distinct input prefix of an item once (the
+  context once for all its choices, each choice's tokens once); attention and the LM head are not
+  counted, so this understates the real utilisation a little.
+
+Needs a Python with both evalharness and lm-eval installed (see benchmarks/requirements-lm-eval.txt;
+then `pip install -e .` of this checkout into that venv). With `--mpt`, also a small random MPT
+(6 layers, d_model 512, GPT-NeoX vocabulary) on HellaSwag with enough shots for ~2k-token contexts, where
+attention matters; there the same request list goes straight to each tool's log-likelihood call.
+
+Example (the README's table):
+  /work/venv-lmeval/bin/python benchmarks/speed.py --model-dir ~/.cache/evalharness/models/<embedded> \\
+      --data-dir ../shared/data --threads 2 --rounds 3 --mpt
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+
+TASKS = ("lambada_openai", "piqa", "hellaswag", "mmlu")
+MC = {"piqa", "hellaswag", "mmlu"}
+
+
+# --------------------------------------------------------------------------- hardware
+def matmul_rate(dtype: torch.dtype, n: int = 2048, seconds: float = 1.5) -> float:
+    """Dense matmul FLOP/s on this machine in `dtype` (best of repeated n x n x n products)."""
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    for _ in range(2):
+        torch.mm(a, b)
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * n ** 3 / (time.perf_counter() - t))
+    return best
+
+
+# --------------------------------------------------------------------------- work counts
+def _lcp(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def distinct_prefixes(rows: list[tuple[int, ...]]) -> int:
+    """Number of distinct non-empty prefixes among `rows`: the positions a causal LM must compute at least."""
+    rows = sorted(rows)
+    return sum(len(r) for r in rows) - sum(_lcp(rows[i - 1], rows[i]) for i in range(1, len(rows)))
+
+
+@dataclass
+class Work:
+    """Token counts of a task's requests (tokenised as both tools do)."""
+
+    items: int = 0
+    requests: int = 0
+    least: int = 0  # distinct input prefixes per item
+    rows: int = 0  # tokens of the distinct input rows per item (what lm-eval forwards, without padding)
+    scored: int = 0  # continuation tokens whose log-prob is read
+
+    def add(self, other: "Work") -> None:
+        for k in ("items", "requests", "least", "rows", "scored"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+
+def count_work(backend: Any, items_requests: list[list[Any]], max_length: int) -> Work:
+    w = Work()
+    for reqs in items_requests:
+        rows = set()
+        for r in reqs:
+            ctx, cont = backend.encode_pair(r.context, r.continuation)
+            toks = tuple((ctx + cont)[-(max_length + 1):])
+            rows.add(toks[:-1])
+            w.scored += min(len(cont), len(toks) - 1)
+        w.items += 1
+        w.requests += len(reqs)
+        w.least += distinct_prefixes(list(rows))
+        w.rows += sum(len(r) for r in rows)
+    return w
+
+
+def non_embedding_params(model: torch.nn.Module) -> int:
+    emb = {id(p) for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None
+           for p in m.parameters()}
+    return sum(p.numel() for p in model.parameters() if id(p) not in emb)
+
+
+# --------------------------------------------------------------------------- the two tools
+@dataclass
+class Timing:
+    wall: list[float] = field(default_factory=list)
+    loop: list[float] = field(default_factory=list)
+
+
+class LoopTimer:
+    """Accumulates the seconds spent inside a wrapped function."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.seconds += time.perf_counter() - t
+        return timed
+
+
+class LmEvalRunner:
+    """lm-eval's simple_evaluate on an HFLM wrapping the given model, with the benchmark's task YAMLs."""
+
+    def __init__(self, work_dir: Path, data_dir: Path) -> None:
+        from lm_eval.tasks import TaskManager
+        from parity_lm_eval import prepare_lm_eval_tasks
+
+        include, _ = prepare_lm_eval_tasks(work_dir, data_dir, list(TASKS))
+        self.tm = TaskManager(include_path=str(include))
+
+    def run(self, model: Any, tokenizer: Any, task: str, limit: int, batch_size: int) -> tuple[float, float, dict]:
+        import lm_eval
+        from lm_eval.models.huggingface import HFLM
+
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device="cpu")
+        timer = LoopTimer()
+        lm.loglikelihood = timer.wrap(lm.loglikelihood)
+        t = time.perf_counter()
+        out = lm_eval.simple_evaluate(model=lm, tasks=["eh_" + task], limit=limit, log_samples=True,
+                                      task_manager=self.tm, verbosity="ERROR")
+        wall = time.perf_counter() - t
+        items = {}
+        for name, samples in out["samples"].items():
+            subset = name[len("eh_mmlu_"):] if name.startswith("eh_mmlu_") else None
+            for s in samples:
+                items[(subset, int(s["doc_id"]))] = {m: float(s[m]) for m in ("acc", "acc_norm") if m in s}
+        return wall, timer.seconds, items
+
+
+class EvalharnessRunner:
+    """evalharness.evaluate on the given model (its files written to a fresh folder each time)."""
+
+    def __init__(self, data_dir: Path, work_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.work_dir = work_dir
+        self.n = 0
+
+    def run(self, model: Any, tokenizer: Any, task: str, limit: int, batch_size: int) -> tuple[float, float, dict]:
+        import evalharness
+        from evalharness.models.hf_backend import HFCausalLM
+
+        self.n += 1
+        out_dir = self.work_dir / f"eh-{self.n}"
+        timer = LoopTimer()
+        original = HFCausalLM.loglikelihood
+        HFCausalLM.loglikelihood = timer.wrap(original)  # type: ignore[method-assign]
+        try:
+            t = time.perf_counter()
+            evalharness.evaluate(model, tokenizer, [task], limit=limit, batch_size=batch_size, data_dir=self.data_dir,
+                                 output_dir=out_dir)
+            wall = time.perf_counter() - t
+        finally:
+            HFCausalLM.loglikelihood = original  # type: ignore[method-assign]
+        items = {}
+        with open(out_dir / f"samples_{task}.jsonl", encoding="utf-8") as f:
+            for line in f:
+                s = json.loads(line)
+                subset = s.get("subset") if task == "mmlu" else None
+                items[(subset, int(s["doc_id"]))] = {m: float(v) for m, v in s["metrics"].items() if m in ("acc", "acc_norm")}
+        return wall, timer.seconds, items
+
+
+def agreement(a: dict, b: dict) -> tuple[int, int]:
+    keys = set(a) & set(b)
+    same = sum(1 for k in keys if a[k] and a[k] == {m: b[k][m] for m in a[k] if m in b[k]})
+    return same, max(len(a), len(b))
+
+
+# --------------------------------------------------------------------------- reporting
+def med(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def print_config_table(name: str, dtype: str, bs: tuple[int, int], works: dict[str, Work], lm: dict[str, Timing],
+                       eh: dict[str, Timing], agree: dict[str, tuple[int, int]], n_params: int, rate: float) -> dict:
+    print(f"\n### {name}: lm-eval {dtype if name != 'defaults' else 'float32'} batch {bs[0]} vs evalharness {dtype} "
+          f"batch {bs[1]}  (median of {len(next(iter(eh.values())).wall)} rounds; matmul rate {rate / 1e9:.0f} GFLOP/s)")
+    head = (f"| task | least-work tokens | lm-eval wall s | evalharness wall s | ratio wall | lm-eval loop s | "
+            f"evalharness loop s | ratio loop | lm-eval tok/s | evalharness tok/s | MFU lm-eval | MFU evalharness | agree |")
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    rows = {}
+    tot = {"lw": 0.0, "ew": 0.0, "ll": 0.0, "el": 0.0, "least": 0, "same": 0, "n": 0}
+    for task in works:
+        w = works[task]
+        lw, ew, ll, el = med(lm[task].wall), med(eh[task].wall), med(lm[task].loop), med(eh[task].loop)
+        same, n = agree[task]
+        flops = 2 * n_params * w.least
+        rows[task] = {"least_tokens": w.least, "lm_eval_wall": lw, "evalharness_wall": ew, "lm_eval_loop": ll,
+                      "evalharness_loop": el, "ratio_wall": lw / ew, "ratio_loop": ll / el,
+                      "mfu_lm_eval": flops / lw / rate, "mfu_evalharness": flops / ew / rate, "agree": [same, n]}
+        print(f"| {task} | {w.least} | {lw:.1f} | {ew:.1f} | {lw / ew:.2f}x | {ll:.1f} | {el:.1f} | {ll / el:.2f}x | "
+              f"{w.least / lw:.0f} | {w.least / ew:.0f} | {flops / lw / rate:.0%} | {flops / ew / rate:.0%} | "
+              f"{same}/{n} |")
+        for k, v in (("lw", lw), ("ew", ew), ("ll", ll), ("el", el), ("least", w.least), ("same", same), ("n", n)):
+            tot[k] += v
+    flops = 2 * n_params * tot["least"]
+    print(f"| **overall** | {tot['least']} | {tot['lw']:.1f} | {tot['ew']:.1f} | **{tot['lw'] / tot['ew']:.2f}x** | "
+          f"{tot['ll']:.1f} | {tot['el']:.1f} | {tot['ll'] / tot['el']:.2f}x | {tot['least'] / tot['lw']:.0f} | "
+          f"{tot['least'] / tot['ew']:.0f} | {flops / tot['lw'] / rate:.0%} | {flops / tot['ew'] / rate:.0%} | "
+          f"{tot['same']}/{tot['n']} ({100 * tot['same'] / max(1, tot['n']):.2f}%) |")
+    rows["overall"] = {"ratio_wall": tot["lw"] / tot["ew"], "ratio_loop": tot["ll"] / tot["el"],
+                       "mfu_evalharness": flops / tot["ew"] / rate, "mfu_lm_eval": flops / tot["lw"] / rate,
+                       "agree_pct": 100 * tot["same"] / max(1, tot["n"]), "lm_eval_wall": tot["lw"],
+                       "evalharness_wall": tot["ew"]}
+    return rows
+
+
+# --------------------------------------------------------------------------- main benchmark
+def main_benchmark(args: argparse.Namespace) -> dict:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from evalharness.models.hf_backend import HFCausalLM
+    from evalharness.models.loading import default_dtype
+    from evalharness.task import Task
+    from evalharness.taskspec import TaskRegistry
+
+    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    fp32 = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.float32).eval()
+    bf16 = copy.deepcopy(fp32).to(torch.bfloat16).eval()
+    n_params = non_embedding_params(fp32)
+    eh_default = default_dtype("cpu")
+    print(f"model {args.model_dir}: {sum(p.numel() for p in fp32.parameters()) / 1e6:.1f}M parameters, "
+          f"{n_params / 1e6:.1f}M non-embedding; evalharness's default dtype here: {eh_default}")
+
+    tasks = [t for t in args.tasks.split(",") if t]
+    limits = {t: (args.mmlu_limit if t == "mmlu" else args.limit) for t in tasks}
+    registry = TaskRegistry()
+    counter = HFCausalLM(fp32, tokenizer)
+    works = {}
+    for t in tasks:
+        items = Task(registry.get(t), args.data_dir).build_items(limit=limits[t])
+        works[t] = count_work(counter, [list(i.requests) for i in items], counter.max_length)
+        w = works[t]
+        print(f"  {t}: {w.items} items, {w.requests} requests, {w.least} least-work tokens, {w.rows} tokens in distinct "
+              f"input rows ({w.rows / w.least:.2f}x), {w.scored} scored tokens")
+    total = Work()
+    for w in works.values():
+        total.add(w)
+    print(f"  all: {total.items} items, {total.requests} requests, {total.least} least-work tokens, "
+          f"{total.rows} in distinct rows ({total.rows / total.least:.2f}x)")
+
+    lm_runner = LmEvalRunner(args.work_dir, args.data_dir)
+    eh_runner = EvalharnessRunner(args.data_dir, args.work_dir)
+    models = {"float32": fp32, "bfloat16": bf16}
+    # (config, dtype, lm-eval batch, evalharness batch); "defaults": lm-eval's batch 1 and the checkpoint's dtype
+    # (dtype="auto": float32 here) against evalharness's defaults (batch 16, bfloat16 on this CPU).
+    configs = [c for c in (("float32", "float32", args.batch_size, args.batch_size),
+                           ("bfloat16", "bfloat16", args.batch_size, args.batch_size),
+                           ("defaults", eh_default, 1, 16)) if c[0] in args.configs.split(",")]
+    print("\nwarm-up (untimed)")
+    for t in tasks:
+        lm_runner.run(fp32, tokenizer, t, 2, args.batch_size)
+        eh_runner.run(fp32, tokenizer, t, 2, args.batch_size)
+        eh_runner.run(bf16, tokenizer, t, 2, args.batch_size)
+
+    timings: dict[tuple[str, str], dict[str, Timing]] = {}
+    agree: dict[tuple[str, str], tuple[int, int]] = {}
+    eh_cache: dict[tuple[str, int, str, int], tuple[float, float, dict]] = {}
+    for r in range(args.rounds):
+        for cname, dtype, lm_bs, eh_bs in configs:
+            lm_model = fp32 if cname == "defaults" else models[dtype]
+            for t in tasks:
+                lw, ll, li = lm_runner.run(lm_model, tokenizer, t, limits[t], lm_bs)
+                key = (dtype, eh_bs, t, r)
+                if key not in eh_cache:  # the defaults' evalharness side is the matched bfloat16 run of this round
+                    eh_cache[key] = eh_runner.run(models[dtype], tokenizer, t, limits[t], eh_bs)
+                ew, el, ei = eh_cache[key]
+                timings.setdefault((cname, "lm"), {}).setdefault(t, Timing()).wall.append(lw)
+                timings[(cname, "lm")][t].loop.append(ll)
+                timings.setdefault((cname, "eh"), {}).setdefault(t, Timing()).wall.append(ew)
+                timings[(cname, "eh")][t].loop.append(el)
+                agree[(cname, t)] = agreement(li, ei)
+                print(f"round {r + 1} {cname:8s} {t:15s} lm-eval {lw:7.1f}s (loop {ll:7.1f}s)  evalharness {ew:6.1f}s "
+                      f"(loop {el:6.1f}s)  agree {agree[(cname, t)][0]}/{agree[(cname, t)][1]}", flush=True)
+
+    out = {}
+    for cname, dtype, lm_bs, eh_bs in configs:
+        rate = args.rates[dtype]
+        out[cname] = print_config_table(cname, dtype, (lm_bs, eh_bs), works, timings[(cname, "lm")],
+                                        timings[(cname, "eh")], {t: agree[(cname, t)] for t in tasks}, n_params, rate)
+    return out
+
+
+# --------------------------------------------------------------------------- MPT at 2k context
+def build_random_mpt(tokenizer_dir: Path, seed: int = 0) -> tuple[Any, Any]:
+    from transformers import AutoTokenizer, MptConfig, MptForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = MptConfig(d_model=512, n_heads=8, n_layers=6, expansion_ratio=4, max_seq_len=2048,
+                       vocab_size=50432, attn_config={"alibi": True})
+    torch.manual_seed(seed)
+    model = MptForCausalLM(config).eval()
+    return model, tokenizer
+
+
+def mpt_benchmark(args: argparse.Namespace) -> dict:
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from evalharness.models.hf_backend import HFCausalLM
+    from evalharness.task import Task
+    from evalharness.taskspec import TaskRegistry
+
+    model32, tokenizer = build_random_mpt(args.tokenizer_dir)
+    task = Task(TaskRegistry().get("hellaswag"), args.data_dir)
+    items = task.build_items(limit=args.mpt_items, num_fewshot=args.mpt_shots)
+    requests = [r for it in items for r in it.requests]
+    sizes = [len(it.requests) for it in items]
+    n_params = non_embedding_params(model32)
+    counter = HFCausalLM(model32, tokenizer)
+    w = count_work(counter, [list(it.requests) for it in items], counter.max_length)
+    lengths = [len(counter.encode(r.context)) for r in requests[::4]]
+    print(f"\n## random MPT (6 layers, d_model 512, 8 heads, vocab 50432, max_seq_len 2048): {n_params / 1e6:.1f}M "
+          f"non-embedding parameters; hellaswag {args.mpt_shots}-shot, {len(items)} items, contexts "
+          f"{min(lengths)}-{max(lengths)} tokens; {w.least} least-work tokens, {w.rows} in distinct rows")
+
+    def preds(lls: list[float]) -> list[int]:
+        out, pos = [], 0
+        for n in sizes:
+            seg = lls[pos:pos + n]
+            out.append(max(range(n), key=lambda i: (seg[i], -i)))
+            pos += n
+        return out
+
+    results = {}
+    for dtype_name in args.mpt_dtypes.split(","):
+        model = model32 if dtype_name == "float32" else copy.deepcopy(model32).to(torch.bfloat16).eval()
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=args.mpt_batch_size, device="cpu", max_length=2048)
+        instances = [Instance(request_type="loglikelihood", doc={}, arguments=(r.context, r.continuation), idx=i)
+                     for i, r in enumerate(requests)]
+        eh = HFCausalLM(model, tokenizer, batch_size=args.mpt_batch_size)
+        lm_times, eh_times = [], []
+        for rnd in range(args.rounds):
+            t = time.perf_counter()
+            lm_out = lm.loglikelihood(instances, disable_tqdm=True)
+            lm_times.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            eh_out = eh.loglikelihood(requests)
+            eh_times.append(time.perf_counter() - t)
+            print(f"round {rnd + 1} mpt {dtype_name}: lm-eval {lm_times[-1]:.1f}s evalharness {eh_times[-1]:.1f}s", flush=True)
+        pl, pe = preds([x[0] for x in lm_out]), preds([x.logprob for x in eh_out])
+        same = sum(a == b for a, b in zip(pl, pe))
+        maxdiff = max(abs(a[0] - b.logprob) for a, b in zip(lm_out, eh_out))
+        lt, et = med(lm_times), med(eh_times)
+        rate = args.rates[dtype_name]
+        flops = 2 * n_params * w.least
+        results[dtype_name] = {"lm_eval": lt, "evalharness": et, "ratio": lt / et, "agree": [same, len(items)],
+                               "max_abs_logprob_diff": maxdiff, "mfu_evalharness": flops / et / rate,
+                               "mfu_lm_eval": flops / lt / rate}
+        print(f"| mpt {dtype_name} batch {args.mpt_batch_size} | {w.least} | lm-eval {lt:.1f} s | evalharness {et:.1f} s | "
+              f"**{lt / et:.2f}x** | tok/s {w.least / lt:.0f} vs {w.least / et:.0f} | MFU {flops / lt / rate:.0%} vs "
+              f"{flops / et / rate:.0%} | agree {same}/{len(items)} | max |Δ log-prob| {maxdiff:.2e} |")
+    return results
+
+
+# --------------------------------------------------------------------------- levers, one at a time
+LEVERS = {
+    "all levers": {},
+    "no packing (a row per choice)": {"pack": False},
+    "no padding-aware batching": {"min_fill": 0.0},
+    "padding mask kept": {"mask_free": False},
+    "full LM head at every position": {"_split_head": False},
+}
+
+
+def _backend_with(model: Any, tokenizer: Any, batch_size: int, changes: dict[str, Any]) -> Any:
+    from evalharness.models.hf_backend import HFCausalLM
+
+    backend = HFCausalLM(model, tokenizer, batch_size=batch_size)
+    for k, v in changes.items():
+        setattr(backend, k, v)
+    return backend
+
+
+def lever_benchmark(args: argparse.Namespace) -> dict:
+    """evalharness's log-likelihood loop on the benchmark's items with each lever turned off in turn."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from evalharness.task import Task
+    from evalharness.taskspec import TaskRegistry
+
+    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    fp32 = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.float32).eval()
+    registry = TaskRegistry()
+    requests = []
+    for t in args.tasks.split(","):
+        limit = args.mmlu_limit if t == "mmlu" else args.limit
+        requests += [r for it in Task(registry.get(t), args.data_dir).build_items(limit=limit) for r in it.requests]
+    out: dict[str, Any] = {}
+    models: list[tuple[str, Any, dict]] = [("smollm2 " + d, fp32 if d == "float32" else copy.deepcopy(fp32).to(torch.bfloat16),
+                                            LEVERS) for d in args.lever_dtypes.split(",")]
+    if args.mpt or args.mpt_only:
+        mpt, mtok = build_random_mpt(args.tokenizer_dir)
+        task = Task(registry.get("hellaswag"), args.data_dir)
+        mreq = [r for it in task.build_items(limit=args.mpt_items, num_fewshot=args.mpt_shots) for r in it.requests]
+        levers = {"all levers": {}, "HF eager MPT attention": {"_fast_mpt": False},
+                  "no packing (a row per choice)": {"pack": False}}
+        for d in args.lever_dtypes.split(","):
+            models.append(("mpt " + d, (mpt if d == "float32" else copy.deepcopy(mpt).to(torch.bfloat16), mtok, mreq), levers))
+    print("\n## levers (evalharness log-likelihood loop only, median of rounds)")
+    for name, model, levers in models:
+        if isinstance(model, tuple):
+            model, tok, reqs = model
+            bs = args.mpt_batch_size
+        else:
+            tok, reqs, bs = tokenizer, requests, args.batch_size
+        times: dict[str, list[float]] = {k: [] for k in levers}
+        _backend_with(model, tok, bs, {}).loglikelihood(reqs[:16])  # warm-up
+        for _ in range(args.rounds):
+            for lever, changes in levers.items():
+                backend = _backend_with(model, tok, bs, changes)
+                t = time.perf_counter()
+                backend.loglikelihood(reqs)
+                times[lever].append(time.perf_counter() - t)
+        base = med(times["all levers"])
+        out[name] = {k: med(v) for k, v in times.items()}
+        for lever, ts in times.items():
+            print(f"| {name} | {lever} | {med(ts):.1f} s | {med(ts) / base:.2f}x |", flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model-dir", type=Path, help="local HF checkpoint (default: the embedded model's cached copy)")
+    p.add_argument("--data-dir", type=Path, default=os.environ.get("EVALHARNESS_DATA_DIR"))
+    p.add_argument("--tokenizer-dir", type=Path, default=HERE.parent.parent / "shared" / "tokenizers" / "gpt-neox-20b")
+    p.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "evalharness-speed")
+    p.add_argument("--tasks", default=",".join(TASKS))
+    p.add_argument("--limit", type=int, default=200, help="items of lambada_openai, piqa, hellaswag (default 200)")
+    p.add_argument("--mmlu-limit", type=int, default=20, help="items per MMLU subject (default 20)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--configs", default="float32,bfloat16,defaults")
+    p.add_argument("--mpt", action="store_true", help="also the random MPT at 2k context")
+    p.add_argument("--mpt-only", action="store_true")
+    p.add_argument("--mpt-items", type=int, default=4)
+    p.add_argument("--mpt-shots", type=int, default=20)
+    p.add_argument("--mpt-batch-size", type=int, default=4)
+    p.add_argument("--mpt-dtypes", default="float32,bfloat16")
+    p.add_argument("--levers", action="store_true", help="only evalharness, each speed lever turned off in turn")
+    p.add_argument("--lever-dtypes", default="float32,bfloat16")
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    args = p.parse_args(argv)
+    if args.data_dir is None:
+        p.error("--data-dir is required (or set EVALHARNESS_DATA_DIR)")
+    args.data_dir = args.data_dir.resolve()
+    if args.model_dir is None:
+        from evalharness.models.embedded import embedded_model_dir
+
+        args.model_dir = embedded_model_dir()
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(args.threads)
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    rates = {"float32": matmul_rate(torch.float32), "bfloat16": matmul_rate(torch.bfloat16)}
+    args.rates = rates
+    print(f"machine: {cpu}, {os.cpu_count()} cores, {args.threads} torch threads; python {platform.python_version()}, "
+          f"torch {torch.__version__}")
+    print(f"dense matmul (2048^3): float32 {rates['float32'] / 1e9:.0f} GFLOP/s, bfloat16 {rates['bfloat16'] / 1e9:.0f} GFLOP/s")
+    out: dict[str, Any] = {"rates": rates, "threads": args.threads}
+    if args.levers:
+        out["levers"] = lever_benchmark(args)
+    else:
+        if not args.mpt_only:
+            out["smollm2"] = main_benchmark(args)
+        if args.mpt or args.mpt_only:
+            out["mpt"] = mpt_benchmark(args)
+    after = {"float32": matmul_rate(torch.float32), "bfloat16": matmul_rate(torch.bfloat16)}
+    print(f"\ndense matmul again at the end: float32 {after['float32'] / 1e9:.0f}, bfloat16 {after['bfloat16'] / 1e9:.0f} "
+          f"GFLOP/s (a drop means the machine got busier during the run)")
+    out["rates_after"] = after
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Input rows for log-likelihood scoring: the least tokens a causal LM must run to answer a set of requests.
+
+Requests that share a context (the choices of a multiple-choice question) become one *packed row*: the
+context once, then each choice's tokens as its own segment. Each segment restarts its positions right after
+the context and sees only the context and itself (a block mask), so every choice is scored exactly as if it
+had its own row, while the context is computed once. One-token choices need no segment at all: they are all
+read from the context's last position (MMLU's " A".." D" cost one row of the context alone).
+
+This module is pure bookkeeping over token ids; the backend turns rows into tensors and runs the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One request placed on a row: the row positions whose next-token predictions it reads."""
+
+    index: int  # position in the caller's request list
+    targets: tuple[int, ...]  # the continuation tokens (after any left truncation)
+    reads: tuple[int, ...]  # row positions predicting each target
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class Row:
+    """One model input row and the requests it answers.
+
+    positions/segments are None for a plain causal row (positions 0..n-1, every token sees all before it).
+    In a packed row, segments are 0 for the shared context and k >= 1 for the k-th choice segment.
+    """
+
+    tokens: tuple[int, ...]
+    scored: tuple[Scored, ...]
+    positions: tuple[int, ...] | None = None
+    segments: tuple[int, ...] | None = None
+
+    @property
+    def packed(self) -> bool:
+        return self.segments is not None
+
+
+def plan_rows(encoded: Sequence[tuple[list[int], list[int]]], max_length: int, *, pack: bool,
+              max_packed_length: int | None = None) -> list[Row]:
+    """Rows for requests given as (context tokens, continuation tokens), in first-appearance order.
+
+    With `pack`, requests with the same context share rows: the context, then their distinct multi-token
+    continuations as segments, as many per row as fit `max_packed_length` (default `max_length`). A request
+    that needs left truncation (or has no continuation tokens) gets a plain row cut to `max_length`, as do
+    all requests without `pack`. Identical inputs always share a row.
+    """
+    cap = max_packed_length or max_length
+    rows: dict[tuple, list[Scored]] = {}
+    layouts: dict[tuple, tuple[tuple[int, ...] | None, tuple[int, ...] | None]] = {}
+
+    def add(key: tuple, scored: Scored, positions: tuple[int, ...] | None = None,
+            segments: tuple[int, ...] | None = None) -> None:
+        rows.setdefault(key, []).append(scored)
+        layouts.setdefault(key, (positions, segments))
+
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, (context, continuation) in enumerate(encoded):
+        if pack and context and continuation and len(context) + len(continuation) - 1 <= max_length:
+            groups.setdefault(tuple(context), []).append(i)
+            continue
+        tokens = (list(context) + list(continuation))[-(max_length + 1):]
+        n = min(len(continuation), len(tokens) - 1)
+        row = tuple(tokens[:-1])
+        add((row,), Scored(i, tuple(tokens[len(tokens) - n:]) if n else (), tuple(range(len(row) - n, len(row))),
+                           len(context) + len(continuation) > len(tokens)))
+    for context, members in groups.items():
+        for chunk in _fill(context, [(i, tuple(encoded[i][1])) for i in members], cap):
+            tokens, positions, segments, reads = _packed_row(context, [cont for _, cont in chunk])
+            key = (tokens, positions, segments) if segments is not None else (tokens,)
+            for (i, cont), r in zip(chunk, reads):
+                add(key, Scored(i, cont, r, False), positions, segments)
+    return [Row(key[0], tuple(s), *layouts[key]) for key, s in rows.items()]
+
+
+def _fill(context: tuple[int, ...], members: list[tuple[int, tuple[int, ...]]], cap: int):
+    """Split a context's requests into rows of at most `cap` tokens (next fit, in order): lists of (index, cont)."""
+    chunks: list[list[tuple[int, tuple[int, ...]]]] = []
+    seen: set[tuple[int, ...]] = set()
+    length = cap + 1
+    for i, cont in members:
+        seg = cont[:-1]
+        extra = len(seg) if seg and seg not in seen else 0
+        if chunks and length + extra <= cap:
+            chunks[-1].append((i, cont))
+        else:
+            chunks.append([(i, cont)])
+            seen = set()
+            length = len(context) + len(seg)
+            extra = 0
+        if seg:
+            seen.add(seg)
+        length += extra
+    return chunks
+
+
+def _packed_row(context: tuple[int, ...], continuations: list[tuple[int, ...]]):
+    """(tokens, positions, segments, reads per continuation) of one row: the context, then each distinct
+    segment `continuation[:-1]` once. A single distinct segment gives a plain row (positions/segments None)."""
+    c = len(context)
+    segs: dict[tuple[int, ...], int] = {}  # distinct non-empty segments -> start in the row
+    tokens = list(context)
+    for cont in continuations:
+        seg = cont[:-1]
+        if seg and seg not in segs:
+            segs[seg] = len(tokens)
+            tokens += seg
+    reads = []
+    for cont in continuations:
+        start = segs.get(cont[:-1])
+        reads.append((c - 1,) + (tuple(range(start, start + len(cont) - 1)) if start is not None else ()))
+    if len(segs) <= 1:
+        return tuple(tokens), None, None, reads
+    positions = list(range(c))
+    segments = [0] * c
+    for k, seg in enumerate(segs, start=1):
+        positions += range(c, c + len(seg))
+        segments += [k] * len(seg)
+    return tuple(tokens), tuple(positions), tuple(segments), reads
+
+
+def allowed_mask(segments: torch.Tensor) -> torch.Tensor:
+    """[B, 1, T, T] boolean: query t may attend key s (causal, same segment or the shared context, no padding).
+
+    `segments` [B, T]: 0 context, k >= 1 segment k, -1 padding. Every query also sees itself, so no row of
+    the mask is empty (padding outputs are never read).
+    """
+    t = segments.shape[1]
+    idx = torch.arange(t, device=segments.device)
+    causal = idx[:, None] >= idx[None, :]
+    q, k = segments[:, :, None], segments[:, None, :]
+    allowed = causal & (k >= 0) & ((k == 0) | (k == q))
+    return (allowed | torch.eye(t, dtype=torch.bool, device=segments.device))[:, None]

@@ -1,0 +1,196 @@
+"""Packed rows: hand-computed layouts, and packed scoring equal to separate rows on every packable family."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from evalharness.models.hf_backend import _PACKABLE_TYPES, HFCausalLM
+from evalharness.models.packing import Row, Scored, allowed_mask, plan_rows
+from evalharness.requests import LoglikelihoodRequest as R
+
+from reference_scoring import reference_loglikelihood
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+
+# --- layouts (hand-computed) --------------------------------------------------------------------
+
+def test_shared_context_packs_choices_as_segments():
+    # context [1, 2, 3]; choices [4, 5], [6, 7, 8], [9]
+    (row,) = plan_rows([([1, 2, 3], [4, 5]), ([1, 2, 3], [6, 7, 8]), ([1, 2, 3], [9])], max_length=100, pack=True)
+    assert row.tokens == (1, 2, 3, 4, 6, 7)  # each choice's last token is only a target, never an input
+    assert row.positions == (0, 1, 2, 3, 3, 4)  # every segment restarts right after the context
+    assert row.segments == (0, 0, 0, 1, 2, 2)
+    assert row.scored == (
+        Scored(0, (4, 5), (2, 3), False),  # 4 is predicted at the context's last token, 5 at token 4
+        Scored(1, (6, 7, 8), (2, 4, 5), False),
+        Scored(2, (9,), (2,), False),  # a one-token choice reads the context's last position only
+    )
+
+
+def test_one_token_choices_share_the_context_row():
+    (row,) = plan_rows([([5, 6], [1]), ([5, 6], [2]), ([5, 6], [3]), ([5, 6], [4])], max_length=10, pack=True)
+    assert (row.tokens, row.positions, row.segments) == ((5, 6), None, None)
+    assert [s.reads for s in row.scored] == [(1,)] * 4
+    assert [s.targets for s in row.scored] == [(1,), (2,), (3,), (4,)]
+
+
+def test_single_segment_is_a_plain_row_and_duplicates_share_it():
+    rows = plan_rows([([1, 2], [3, 4]), ([1, 2], [3, 4]), ([7], [8])], max_length=10, pack=True)
+    assert [(r.tokens, r.packed) for r in rows] == [((1, 2, 3), False), ((7,), False)]
+    assert [s.index for s in rows[0].scored] == [0, 1]
+    assert rows[0].scored[0].reads == (1, 2)
+
+
+def test_without_packing_every_distinct_input_is_its_own_row():
+    rows = plan_rows([([1, 2, 3], [4, 5]), ([1, 2, 3], [6, 7, 8]), ([1, 2, 3], [9])], max_length=100, pack=False)
+    assert [r.tokens for r in rows] == [(1, 2, 3, 4), (1, 2, 3, 6, 7), (1, 2, 3)]
+    assert [r.scored[0].reads for r in rows] == [(2, 3), (2, 3, 4), (2,)]
+    assert not any(r.packed for r in rows)
+
+
+def test_truncated_requests_get_plain_rows_and_long_packs_are_split():
+    # the second choice needs left truncation at max_length 4: a plain, cut row; the first still fits alone
+    rows = plan_rows([([1, 2, 3], [4, 5]), ([1, 2, 3], [6, 7, 8])], max_length=4, pack=True)
+    assert sorted(r.tokens for r in rows) == [(1, 2, 3, 4), (2, 3, 6, 7)]
+    assert {r.tokens: r.scored[0].truncated for r in rows} == {(1, 2, 3, 4): False, (2, 3, 6, 7): True}
+    # each choice fits, but one packed row (3 + 1 + 2 = 6 tokens) would exceed max_length 5: two rows
+    rows = plan_rows([([1, 2, 3], [4, 5]), ([1, 2, 3], [6, 7, 8]), ([1, 2, 3], [9])], max_length=5, pack=True)
+    assert [(r.tokens, [s.index for s in r.scored]) for r in rows] == [((1, 2, 3, 4), [0]), ((1, 2, 3, 6, 7), [1, 2])]
+
+
+def test_allowed_mask_blocks_other_segments_and_padding():
+    segments = torch.tensor([[0, 0, 1, 2, 2, -1]])
+    got = allowed_mask(segments)[0, 0].int().tolist()
+    assert got == [
+        [1, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0],  # segment 1 sees the context and itself
+        [1, 1, 0, 1, 0, 0],  # segment 2 does not see segment 1
+        [1, 1, 0, 1, 1, 0],
+        [1, 1, 0, 0, 0, 1],  # padding: never an empty row (its outputs are never read)
+    ]
+
+
+def test_rows_shorter_than_min_fill_start_a_new_batch(mpt_model):
+    model, tok = mpt_model
+    lm = HFCausalLM(model, tok, batch_size=3)
+    rows = [Row(tuple(range(n)), (Scored(i, (1,), (n - 1,), False),)) for i, n in enumerate((10, 9, 8, 7, 2, 1))]
+    lm_plan = lm._loglikelihood_plan  # batching only: feed pre-made rows through the same rule
+    import evalharness.models.hf_backend as hb
+
+    original = hb.plan_rows
+    hb.plan_rows = lambda *a, **k: rows
+    try:
+        batches = lm_plan([R("x", " y")] * 6)
+    finally:
+        hb.plan_rows = original
+    # 10, 9, 8 fill a batch; 7 starts the next; 2 < 0.8 * 7 and 1 < 0.8 * 2 each start their own
+    assert [[len(r.tokens) for r in b] for b in batches] == [[10, 9, 8], [7], [2], [1]]
+
+
+# --- packed scoring equals separate rows ---------------------------------------------------------
+
+REQUESTS = [
+    R("Question: which is a fruit?\nAnswer:", " an apple from the tree"),
+    R("Question: which is a fruit?\nAnswer:", " a granite stone"),
+    R("Question: which is a fruit?\nAnswer:", " the river"),
+    R("Question: which is a fruit?\nAnswer:", " x"),
+    R("The capital of France is", " Paris, of course"),
+    R("The capital of France is", " a long and winding road to the sea"),
+    R("Alone", " here and now"),
+    R("MMLU-like header\n\nQ?\nA. a\nB. b\nAnswer:", " A"),
+    R("MMLU-like header\n\nQ?\nA. a\nB. b\nAnswer:", " B"),
+]
+
+
+def _tiny(model_type: str, vocab: int):
+    """A small random model of a transformers family, float32, in eval mode."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    common = dict(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0)
+    if model_type == "gpt_neox":
+        common.pop("num_key_value_heads")
+    config = AutoConfig.for_model(model_type, **common)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():  # larger weights so that choices differ clearly
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.15)
+    return model
+
+
+@pytest.fixture(scope="module")
+def neox_tok(neox_tokenizer_dir):
+    return AutoTokenizer.from_pretrained(neox_tokenizer_dir)
+
+
+@pytest.fixture(scope="module")
+def mpt_model(tiny_mpt_dir):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(tiny_mpt_dir, dtype=torch.float32).eval(), AutoTokenizer.from_pretrained(tiny_mpt_dir)
+
+
+def _check_packed_equals_plain(model, tok, attn: str | None = None):
+    if attn:
+        model.config._attn_implementation = attn
+    packed = HFCausalLM(model, tok, batch_size=4)
+    assert packed.pack, "this family should pack"
+    plan = packed._loglikelihood_plan(REQUESTS)
+    assert any(r.packed for b in plan for r in b)
+    plain = HFCausalLM(model, tok, batch_size=4, pack=False)
+    got, want = packed.loglikelihood(REQUESTS), plain.loglikelihood(REQUESTS)
+    for req, a, b in zip(REQUESTS, got, want):
+        ref, greedy, n = reference_loglikelihood(model, tok, req.context, req.continuation, packed.max_length)
+        assert a.logprob == pytest.approx(b.logprob, abs=2e-4)
+        assert a.logprob == pytest.approx(ref, abs=2e-4)
+        assert (a.num_tokens, a.is_greedy) == (n, greedy)
+
+
+@pytest.mark.parametrize("model_type", sorted(_PACKABLE_TYPES))
+def test_packed_rows_score_like_separate_rows(model_type, neox_tok):
+    _check_packed_equals_plain(_tiny(model_type, len(neox_tok)), neox_tok)
+
+
+def test_packed_rows_with_eager_attention(neox_tok):
+    _check_packed_equals_plain(_tiny("llama", len(neox_tok)), neox_tok, attn="eager")
+
+
+def test_packed_rows_on_mpt_fast_path(mpt_model):
+    model, tok = mpt_model
+    lm = HFCausalLM(model, tok)
+    assert lm._fast_mpt
+    _check_packed_equals_plain(model, tok)
+
+
+def test_families_without_4d_mask_support_do_not_pack(neox_tok):
+    model = _tiny("llama", len(neox_tok))
+    model.config.model_type = "gpt2"  # not in the checked list
+    assert not HFCausalLM(model, neox_tok).pack
+    assert not HFCausalLM(model, neox_tok, pack=True).pack
+
+
+# --- the speed benchmark's work count ------------------------------------------------------------
+
+def test_least_work_counts_each_distinct_prefix_once():
+    from speed import distinct_prefixes
+
+    # rows ctx+choice inputs: [1,2,3,4], [1,2,3,6,7], [1,2,3]: prefixes 1,12,123,1234,1236,12367 -> 6
+    assert distinct_prefixes([(1, 2, 3, 4), (1, 2, 3, 6, 7), (1, 2, 3)]) == 6
+    assert distinct_prefixes([(5, 6), (5, 6), (5, 6)]) == 2
+    assert distinct_prefixes([(1,), (2,)]) == 2
+
+
+def test_batched_encoding_equals_one_pair_at_a_time(neox_tok):
+    model = _tiny("llama", len(neox_tok))
+    lm = HFCausalLM(model, neox_tok)
+    reqs = REQUESTS + [R("", " starts empty"), R("Trailing spaces  ", "x"), R("Question:\n\n", "Answer")]
+    assert lm.encode_pairs(reqs) == [lm.encode_pair(r.context, r.continuation) for r in reqs]
