@@ -265,7 +265,8 @@ def main_benchmark(args: argparse.Namespace) -> dict:
 
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
     fp32 = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.float32).eval()
-    bf16 = copy.deepcopy(fp32).to(torch.bfloat16).eval()
+    # loaded as lm-eval and evalharness load it: `.to(bfloat16)` would also round RoPE's inv_freq buffer
+    bf16 = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.bfloat16).eval()
     n_params = non_embedding_params(fp32)
     eh_default = default_dtype("cpu")
     print(f"model {args.model_dir}: {sum(p.numel() for p in fp32.parameters()) / 1e6:.1f}M parameters, "
@@ -305,6 +306,8 @@ def main_benchmark(args: argparse.Namespace) -> dict:
     timings: dict[tuple[str, str], dict[str, Timing]] = {}
     agree: dict[tuple[str, str], tuple[int, int]] = {}
     eh_cache: dict[tuple[str, int, str, int], tuple[float, float, dict]] = {}
+    reference: dict[str, dict] = {}  # lm-eval's float32 per-item metrics, per task (the latest round)
+    vs_reference: dict[str, list[tuple[int, int, int]]] = {}
     for r in range(args.rounds):
         for cname, dtype, lm_bs, eh_bs in configs:
             lm_model = fp32 if cname == "defaults" else models[dtype]
@@ -319,10 +322,25 @@ def main_benchmark(args: argparse.Namespace) -> dict:
                 timings.setdefault((cname, "eh"), {}).setdefault(t, Timing()).wall.append(ew)
                 timings[(cname, "eh")][t].loop.append(el)
                 agree[(cname, t)] = agreement(li, ei)
+                if cname == "float32":
+                    reference[t] = li
+                vs_fp32 = ""
+                if dtype != "float32" and t in reference:  # how close each bfloat16 side is to lm-eval in float32
+                    (a, n), (b, _) = agreement(reference[t], li), agreement(reference[t], ei)
+                    vs_fp32 = f"  same as lm-eval float32: lm-eval {a}/{n}, evalharness {b}/{n}"
+                    if cname == "bfloat16":
+                        vs_reference.setdefault(t, []).append((a, b, n))
                 print(f"round {r + 1} {cname:8s} {t:15s} lm-eval {lw:7.1f}s (loop {ll:7.1f}s)  evalharness {ew:6.1f}s "
-                      f"(loop {el:6.1f}s)  agree {agree[(cname, t)][0]}/{agree[(cname, t)][1]}", flush=True)
+                      f"(loop {el:6.1f}s)  agree {agree[(cname, t)][0]}/{agree[(cname, t)][1]}{vs_fp32}", flush=True)
 
-    out = {}
+    out: dict[str, Any] = {}
+    if vs_reference:
+        a = sum(x[0] for v in vs_reference.values() for x in v)
+        b = sum(x[1] for v in vs_reference.values() for x in v)
+        n = sum(x[2] for v in vs_reference.values() for x in v)
+        print(f"\nbfloat16 items identical to lm-eval's float32 ones (all rounds): lm-eval {a}/{n} ({100 * a / n:.2f}%), "
+              f"evalharness {b}/{n} ({100 * b / n:.2f}%)")
+        out["bfloat16_vs_float32"] = {"lm_eval": [a, n], "evalharness": [b, n]}
     for cname, dtype, lm_bs, eh_bs in configs:
         rate = args.rates[dtype]
         out[cname] = print_config_table(cname, dtype, (lm_bs, eh_bs), works, timings[(cname, "lm")],
@@ -436,8 +454,9 @@ def lever_benchmark(args: argparse.Namespace) -> dict:
         limit = args.mmlu_limit if t == "mmlu" else args.limit
         requests += [r for it in Task(registry.get(t), args.data_dir).build_items(limit=limit) for r in it.requests]
     out: dict[str, Any] = {}
-    models: list[tuple[str, Any, dict]] = [("smollm2 " + d, fp32 if d == "float32" else copy.deepcopy(fp32).to(torch.bfloat16),
-                                            LEVERS) for d in args.lever_dtypes.split(",")]
+    models: list[tuple[str, Any, dict]] = [
+        ("smollm2 " + d, AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=getattr(torch, d)).eval(), LEVERS)
+        for d in args.lever_dtypes.split(",")]
     if args.mpt or args.mpt_only:
         mpt, mtok = build_random_mpt(args.tokenizer_dir)
         task = Task(registry.get("hellaswag"), args.data_dir)
