@@ -105,8 +105,7 @@ def count_work(backend: Any, items_requests: list[list[Any]], max_length: int) -
     w = Work()
     for reqs in items_requests:
         rows = set()
-        for r in reqs:
-            ctx, cont = backend.encode_pair(r.context, r.continuation)
+        for ctx, cont in backend.encode_pairs(reqs):
             toks = tuple((ctx + cont)[-(max_length + 1):])
             rows.add(toks[:-1])
             w.scored += min(len(cont), len(toks) - 1)

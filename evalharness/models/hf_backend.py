@@ -71,20 +71,11 @@ class HFCausalLM:
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """(context tokens, continuation tokens) at the lm-eval boundary."""
-        n_space = len(context) - len(context.rstrip())
-        if n_space:
-            continuation = context[-n_space:] + continuation
-            context = context[:-n_space]
-        if not context:
-            if self.prefix_token_id is None:
-                raise ValueError("empty context and the tokenizer has neither a BOS nor an EOS token")
-            return [int(self.prefix_token_id)], self.encode(continuation)
-        context_ids = self.encode(context)
-        whole = self.encode(context + continuation)
-        return context_ids, whole[len(context_ids):]
+        return self.encode_pairs([LoglikelihoodRequest(context, continuation)])[0]
 
     def encode_pairs(self, requests: Sequence[LoglikelihoodRequest]) -> list[tuple[list[int], list[int]]]:
-        """encode_pair for every request, with each distinct text tokenised once, in one batched call."""
+        """(context tokens, continuation tokens) of every request at the lm-eval boundary (see the class
+        docstring), each distinct text tokenised once, in one batched call."""
         split = []
         for r in requests:
             context, continuation = r.context, r.continuation

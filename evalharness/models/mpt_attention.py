@@ -31,6 +31,8 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn.functional as F
 
+from .packing import visible
+
 # Largest attention bias built at once, in elements (64M: 256 MB in float32). Longer/wider inputs are attended
 # in query chunks whose bias stays under this; a bias that fits is built once and shared by all layers.
 BIAS_BUDGET_ELEMENTS = 1 << 26
@@ -191,15 +193,10 @@ class _AlibiBias:
 
     def allowed(self, q0: int, q1: int) -> torch.Tensor:
         """Boolean [R or 1, q1 - q0, q1]: causal, and with segments the context/same-segment/self rule."""
-        device = self.positions.device
-        query = torch.arange(q0, q1, device=device)[:, None]
-        key = torch.arange(q1, device=device)[None]
-        causal = (key <= query)[None]
         if self.segments is None:
-            return causal
-        seg_q, seg_k = self.segments[:, q0:q1, None], self.segments[:, None, :q1]
-        visible = (seg_k != -1) & ((seg_k == 0) | (seg_k == seg_q))
-        return causal & (visible | (key == query)[None])
+            device = self.positions.device
+            return (torch.arange(q1, device=device)[None] <= torch.arange(q0, q1, device=device)[:, None])[None]
+        return visible(self.segments, q0, q1)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
         """SDPA over the query chunks, each against the keys it may see."""

@@ -55,13 +55,11 @@ def plan_rows(encoded: Sequence[tuple[list[int], list[int]]], max_length: int, *
     all requests without `pack`. Identical inputs always share a row.
     """
     cap = max_packed_length or max_length
-    rows: dict[tuple, list[Scored]] = {}
-    layouts: dict[tuple, tuple[tuple[int, ...] | None, tuple[int, ...] | None]] = {}
+    rows: dict[tuple, list[Scored]] = {}  # (tokens, positions, segments) -> the requests it answers
 
-    def add(key: tuple, scored: Scored, positions: tuple[int, ...] | None = None,
+    def add(scored: Scored, tokens: tuple[int, ...], positions: tuple[int, ...] | None = None,
             segments: tuple[int, ...] | None = None) -> None:
-        rows.setdefault(key, []).append(scored)
-        layouts.setdefault(key, (positions, segments))
+        rows.setdefault((tokens, positions, segments), []).append(scored)
 
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, (context, continuation) in enumerate(encoded):
@@ -71,15 +69,14 @@ def plan_rows(encoded: Sequence[tuple[list[int], list[int]]], max_length: int, *
         tokens = (list(context) + list(continuation))[-(max_length + 1):]
         n = min(len(continuation), len(tokens) - 1)
         row = tuple(tokens[:-1])
-        add((row,), Scored(i, tuple(tokens[len(tokens) - n:]) if n else (), tuple(range(len(row) - n, len(row))),
-                           len(context) + len(continuation) > len(tokens)))
+        add(Scored(i, tuple(tokens[len(tokens) - n:]) if n else (), tuple(range(len(row) - n, len(row))),
+                   len(context) + len(continuation) > len(tokens)), row)
     for context, members in groups.items():
         for chunk in _fill(context, [(i, tuple(encoded[i][1])) for i in members], cap):
             tokens, positions, segments, reads = _packed_row(context, [cont for _, cont in chunk])
-            key = (tokens, positions, segments) if segments is not None else (tokens,)
             for (i, cont), r in zip(chunk, reads):
-                add(key, Scored(i, cont, r, False), positions, segments)
-    return [Row(key[0], tuple(s), *layouts[key]) for key, s in rows.items()]
+                add(Scored(i, cont, r, False), tokens, positions, segments)
+    return [Row(tokens, tuple(s), positions, segments) for (tokens, positions, segments), s in rows.items()]
 
 
 def _fill(context: tuple[int, ...], members: list[tuple[int, tuple[int, ...]]], cap: int):
@@ -128,15 +125,21 @@ def _packed_row(context: tuple[int, ...], continuations: list[tuple[int, ...]]):
     return tuple(tokens), tuple(positions), tuple(segments), reads
 
 
-def allowed_mask(segments: torch.Tensor) -> torch.Tensor:
-    """[B, 1, T, T] boolean: query t may attend key s (causal, same segment or the shared context, no padding).
+def visible(segments: torch.Tensor, q0: int = 0, q1: int | None = None) -> torch.Tensor:
+    """[B, q1 - q0, q1] boolean: query t (in [q0, q1)) may attend key s (in [0, q1)).
 
+    Causal, and within a row: the shared context (segment 0) and the query's own segment, never padding.
     `segments` [B, T]: 0 context, k >= 1 segment k, -1 padding. Every query also sees itself, so no row of
     the mask is empty (padding outputs are never read).
     """
-    t = segments.shape[1]
-    idx = torch.arange(t, device=segments.device)
-    causal = idx[:, None] >= idx[None, :]
-    q, k = segments[:, :, None], segments[:, None, :]
-    allowed = causal & (k >= 0) & ((k == 0) | (k == q))
-    return (allowed | torch.eye(t, dtype=torch.bool, device=segments.device))[:, None]
+    q1 = segments.shape[1] if q1 is None else q1
+    query = torch.arange(q0, q1, device=segments.device)[:, None]
+    key = torch.arange(q1, device=segments.device)[None]
+    seg_q, seg_k = segments[:, q0:q1, None], segments[:, None, :q1]
+    allowed = (key <= query)[None] & (seg_k >= 0) & ((seg_k == 0) | (seg_k == seg_q))
+    return allowed | (key == query)[None]
+
+
+def allowed_mask(segments: torch.Tensor) -> torch.Tensor:
+    """[B, 1, T, T] boolean attention mask of packed rows for transformers' 4D `attention_mask` (see `visible`)."""
+    return visible(segments)[:, None]
