@@ -368,7 +368,7 @@ def mpt_benchmark(args: argparse.Namespace) -> dict:
     from evalharness.taskspec import TaskRegistry
 
     model32, tokenizer = build_random_mpt(args.tokenizer_dir)
-    task = Task(TaskRegistry().get("hellaswag"), args.data_dir)
+    task = Task(TaskRegistry().get(args.mpt_task), args.data_dir)
     items = task.build_items(limit=args.mpt_items, num_fewshot=args.mpt_shots)
     requests = [r for it in items for r in it.requests]
     sizes = [len(it.requests) for it in items]
@@ -377,7 +377,7 @@ def mpt_benchmark(args: argparse.Namespace) -> dict:
     w = count_work(counter, [list(it.requests) for it in items], counter.max_length)
     lengths = [len(counter.encode(r.context)) for r in requests[::4]]
     print(f"\n## random MPT (6 layers, d_model 512, 8 heads, vocab 50432, max_seq_len 2048): {n_params / 1e6:.1f}M "
-          f"non-embedding parameters; hellaswag {args.mpt_shots}-shot, {len(items)} items, contexts "
+          f"non-embedding parameters; {args.mpt_task} {args.mpt_shots}-shot, {len(items)} items, contexts "
           f"{min(lengths)}-{max(lengths)} tokens; {w.least} least-work tokens, {w.rows} in distinct rows")
 
     def preds(lls: list[float]) -> list[int]:
@@ -426,6 +426,8 @@ LEVERS = {
     "no padding-aware batching": {"min_fill": 0.0},
     "padding mask kept": {"mask_free": False},
     "full LM head at every position": {"_split_head": False},
+    "log-probs read from the whole batch's logits at once": {"read_chunk": 1 << 30},
+    "shared prefix not run once": {"share_prefix": False},
 }
 
 
@@ -451,17 +453,18 @@ def lever_benchmark(args: argparse.Namespace) -> dict:
     requests = []
     for t in args.tasks.split(","):
         limit = args.mmlu_limit if t == "mmlu" else args.limit
-        requests += [r for it in Task(registry.get(t), args.data_dir).build_items(limit=limit) for r in it.requests]
+        items = Task(registry.get(t), args.data_dir).build_items(limit=limit, num_fewshot=args.lever_shots)
+        requests += [r for it in items for r in it.requests]
     out: dict[str, Any] = {}
     models: list[tuple[str, Any, dict]] = [
         ("smollm2 " + d, AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=getattr(torch, d)).eval(), LEVERS)
         for d in args.lever_dtypes.split(",")]
     if args.mpt or args.mpt_only:
         mpt, mtok = build_random_mpt(args.tokenizer_dir)
-        task = Task(registry.get("hellaswag"), args.data_dir)
+        task = Task(registry.get(args.mpt_task), args.data_dir)
         mreq = [r for it in task.build_items(limit=args.mpt_items, num_fewshot=args.mpt_shots) for r in it.requests]
         levers = {"all levers": {}, "HF eager MPT attention": {"_fast_mpt": False},
-                  "no packing (a row per choice)": {"pack": False}}
+                  "no packing (a row per choice)": {"pack": False}, "shared prefix not run once": {"share_prefix": False}}
         for d in args.lever_dtypes.split(","):
             models.append(("mpt " + d, (mpt if d == "float32" else copy.deepcopy(mpt).to(torch.bfloat16), mtok, mreq), levers))
     print("\n## levers (evalharness log-likelihood loop only, median of rounds)")
@@ -501,12 +504,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--configs", default="float32,bfloat16,defaults")
     p.add_argument("--mpt", action="store_true", help="also the random MPT at 2k context")
     p.add_argument("--mpt-only", action="store_true")
-    p.add_argument("--mpt-items", type=int, default=4)
+    p.add_argument("--mpt-task", default="hellaswag", help="task of the MPT runs (default hellaswag)")
+    p.add_argument("--mpt-items", type=int, default=4, help="items of the MPT runs (per subject for MMLU)")
     p.add_argument("--mpt-shots", type=int, default=20)
     p.add_argument("--mpt-batch-size", type=int, default=4)
     p.add_argument("--mpt-dtypes", default="float32,bfloat16")
     p.add_argument("--levers", action="store_true", help="only evalharness, each speed lever turned off in turn")
     p.add_argument("--lever-dtypes", default="float32,bfloat16")
+    p.add_argument("--lever-shots", type=int, default=None,
+                   help="few-shot examples per item in --levers (default: each task's own; MMLU's 5 dev rows share a prefix)")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     if args.data_dir is None:

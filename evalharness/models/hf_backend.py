@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ..requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, cut_at_stop
 from .mpt_attention import mpt_hidden_states, supports_fast_mpt
-from .packing import Row, allowed_mask, plan_rows
+from .packing import Row, allowed_mask, plan_rows, prefix_groups
 
 # Model types whose logits are exactly `output_embeddings(last_hidden_state)`: for these the head runs
 # only at the positions whose log-probs are read (no logit scaling or soft-capping to reproduce).
@@ -24,6 +24,18 @@ _PLAIN_HEAD_TYPES = frozenset({
 _PACKABLE_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "olmo", "olmo2", "phi3", "smollm3", "gpt_neox"})
 
 
+# A batch shares its rows' common leading tokens (few-shot examples, a long task description) when there are
+# at least this many and they are at least SHARED_FRACTION of the batch's width: they run once, as a one-row
+# prefix whose KV cache every row of the batch attends. Shorter prefixes do not pay for the extra pass (measured:
+# zero-shot MMLU's ~15-token subject header made the batches slower). Rows that share at least SHARED_FRACTION
+# of their tokens are batched together.
+MIN_SHARED_PREFIX = 32
+SHARED_FRACTION = 0.25
+
+# Rows of logits reduced at a time by read_logprobs: a 32 x 49k float32 block stays in cache.
+READ_CHUNK = 32
+
+
 class HFCausalLM:
     """Scores (context, continuation) pairs with a transformers causal LM.
 
@@ -36,8 +48,11 @@ class HFCausalLM:
     Requests with the same context share one input row: with `pack` (the default where the model allows
     it) the choices' tokens follow the context as separate segments behind a block mask, so the context
     runs once (packing.py). Rows are batched longest first, padded on the right to the batch's longest row;
-    the LM head runs only at the positions whose log-probs are read. HF MPT runs through our own
-    scaled-dot-product attention with ALiBi (mpt_attention.py) instead of transformers' eager attention.
+    rows that share a long prefix (few-shot examples: MMLU's five dev questions per subject) are batched
+    together and the batch runs that prefix once, attending its KV cache. The LM head runs only at the
+    positions whose log-probs are read, and its log-softmax is reduced in cache-sized blocks
+    (read_logprobs). HF MPT runs through our own scaled-dot-product attention with ALiBi (mpt_attention.py)
+    instead of transformers' eager attention.
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer, *, batch_size: int = 16, max_length: int | None = None,
@@ -60,6 +75,12 @@ class HFCausalLM:
         self.pack = packable if pack is None else (bool(pack) and packable)
         self.min_fill = 0.8  # a row shorter than this fraction of its batch's longest row starts a new batch
         self.mask_free = True  # plain (unpacked) batches run without a padding mask (see _logits_at)
+        self.read_chunk = READ_CHUNK  # rows of logits reduced at a time (read_logprobs)
+        # a batch whose rows start with the same long prefix runs it once, through a KV cache. Not with FSDP:
+        # the extra pass would gather the shards on some ranks and not others, so their collectives would not pair.
+        self.share_prefix = not _is_sharded(model) and (
+            self._fast_mpt or (model_type in _PACKABLE_TYPES and self._split_head
+                               and self._attn_implementation in ("sdpa", "eager")))
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_token_id = int(pad if pad is not None else 0)
         prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
@@ -135,13 +156,16 @@ class HFCausalLM:
         """Input rows (shared or packed per context, see packing.plan_rows), longest first, cut into batches."""
         encoded = self.encode_pairs(requests)
         rows = plan_rows(encoded, self.max_length, pack=self.pack)
-        order = sorted(rows, key=lambda row: -len(row.tokens))
+        groups = prefix_groups(rows, SHARED_FRACTION, MIN_SHARED_PREFIX) if self.share_prefix else [rows]
         batches: list[list[Row]] = []
-        for row in order:  # a new batch when full, or when this row would be mostly padding in the current one
-            if (not batches or len(batches[-1]) >= self.batch_size
-                    or len(row.tokens) < self.min_fill * len(batches[-1][0].tokens)):
-                batches.append([])
-            batches[-1].append(row)
+        for group in sorted(groups, key=lambda g: -max(len(row.tokens) for row in g)):
+            start = len(batches)
+            for row in sorted(group, key=lambda row: -len(row.tokens)):
+                # a new batch when full, or when this row would be mostly padding in the current one
+                if (len(batches) == start or len(batches[-1]) >= self.batch_size
+                        or len(row.tokens) < self.min_fill * len(batches[-1][0].tokens)):
+                    batches.append([])
+                batches[-1].append(row)
         return batches
 
     def _score_batch(self, batch: Sequence[Row]) -> list[tuple[int, LoglikelihoodResult]]:
@@ -173,11 +197,9 @@ class HFCausalLM:
         with torch.inference_mode():
             logits = self._logits_at(input_ids.to(self.device), attention_mask.to(self.device),
                                      torch.tensor(b_idx, dtype=torch.long), torch.tensor(p_idx, dtype=torch.long),
-                                     positions, segments)
-            logprobs = F.log_softmax(logits.float(), dim=-1).cpu()
-        rows = torch.arange(len(targets))
-        token_lp = logprobs[rows, targets_t]
-        greedy = logprobs.argmax(dim=-1) == targets_t
+                                     positions, segments, prefix=self._shared_prefix(batch))
+            token_lp, greedy = read_logprobs(logits, targets_t.to(logits.device), self.read_chunk)
+        token_lp, greedy = token_lp.cpu(), greedy.cpu()
         out, offset = [], 0
         for s in members:
             n = len(s.targets)
@@ -189,6 +211,26 @@ class HFCausalLM:
             )))
             offset += n
         return out
+
+    def _shared_prefix(self, batch: Sequence[Row]) -> int:
+        """How many leading tokens every row of the batch shares and may run once (0: none).
+
+        Capped below every row's first read position, so that each hidden state read lies after the prefix
+        (in packed rows that keeps the prefix inside the shared context, whose positions are 0..n-1).
+        """
+        if not self.share_prefix or len(batch) < 2:
+            return 0
+        first = batch[0].tokens
+        n = min(min(s.reads[0] for s in row.scored) for row in batch)
+        for row in batch[1:]:
+            i, tokens = 0, row.tokens
+            while i < n and tokens[i] == first[i]:
+                i += 1
+            n = i
+            if n < MIN_SHARED_PREFIX:
+                return 0
+        width = max(len(row.tokens) for row in batch)
+        return n if n >= SHARED_FRACTION * width else 0
 
     # ---- generation --------------------------------------------------------------------------
     def generate_until(
@@ -283,17 +325,19 @@ class HFCausalLM:
         return results
 
     def _logits_at(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, b_idx: torch.Tensor, p_idx: torch.Tensor,
-                   positions: torch.Tensor | None = None, segments: torch.Tensor | None = None) -> torch.Tensor:
+                   positions: torch.Tensor | None = None, segments: torch.Tensor | None = None,
+                   prefix: int = 0) -> torch.Tensor:
         """Logits at the (row, position) pairs; the LM head runs only there when the model allows it.
 
         With `segments` (packed rows), attention follows the block mask and positions restart per segment.
+        With `prefix`, the first `prefix` tokens (the same in every row) run once (see _prefix_hidden_states).
         """
         b_idx, p_idx = b_idx.to(input_ids.device), p_idx.to(input_ids.device)
         if self._fast_mpt:
             if segments is not None:
                 positions, segments = positions.to(input_ids.device), segments.to(input_ids.device)
-            hidden = mpt_hidden_states(self.model, input_ids, positions, segments)
-            return self.model.get_output_embeddings()(hidden[b_idx, p_idx])
+            hidden = mpt_hidden_states(self.model, input_ids, positions, segments, prefix)
+            return self.model.get_output_embeddings()(hidden[b_idx, p_idx - prefix])
         # Rows are right-padded and causal: no real position ever sees a padding token, so plain batches need
         # no padding mask, and attention takes its fused causal path (padding positions are never read).
         kwargs: dict[str, Any] = {"attention_mask": None if self.mask_free else attention_mask, "use_cache": False}
@@ -304,12 +348,70 @@ class HFCausalLM:
                 allowed = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(
                     ~allowed, torch.finfo(dtype).min)
             kwargs = {"attention_mask": allowed, "position_ids": positions.to(input_ids.device), "use_cache": False}
+        if prefix:
+            hidden = self._prefix_hidden_states(input_ids, prefix, kwargs)
+            return self.model.get_output_embeddings()(hidden[b_idx, p_idx - prefix])
         if self._split_head:
             body = getattr(self.model, self.model.base_model_prefix)
             hidden = body(input_ids=input_ids, **kwargs)[0]
             return self.model.get_output_embeddings()(hidden[b_idx, p_idx])
         logits = self.model(input_ids=input_ids, **kwargs).logits
         return logits[b_idx, p_idx]
+
+    def _prefix_hidden_states(self, input_ids: torch.Tensor, prefix: int, kwargs: dict[str, Any]) -> torch.Tensor:
+        """Final hidden states at positions prefix.. of every row: the shared prefix runs once as one row, its
+        KV cache is repeated over the batch, then the rest of each row runs attending that cache.
+
+        `kwargs` are the whole rows' attention arguments (mask over all W positions, position ids, or none).
+        """
+        from transformers import DynamicCache
+
+        body = getattr(self.model, self.model.base_model_prefix)
+        batch, width = input_ids.shape
+        device = input_ids.device
+        cache = DynamicCache(config=self.model.config)
+        body(input_ids=input_ids[:1, :prefix], position_ids=torch.arange(prefix, device=device)[None],
+             past_key_values=cache, use_cache=True)
+        cache.batch_repeat_interleave(batch)
+        mask, positions = kwargs.get("attention_mask"), kwargs.get("position_ids")
+        if mask is not None and mask.dim() == 4:  # packed rows' block mask: the queries after the prefix
+            mask = mask[:, :, prefix:, :]
+        if positions is None:
+            positions = torch.arange(prefix, width, device=device)[None].expand(batch, -1)
+        else:
+            positions = positions[:, prefix:]
+        return body(input_ids=input_ids[:, prefix:], attention_mask=mask, position_ids=positions,
+                    past_key_values=cache, use_cache=True)[0]
+
+
+def read_logprobs(logits: torch.Tensor, targets: torch.Tensor, chunk: int = READ_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-prob of each row's target in float32, whether the target is the row's argmax) for logits [N, vocab].
+
+    Equal to `log_softmax(logits.float())[i, target]` and its argmax test, but reduced in blocks of `chunk`
+    rows, each converted to float32 once and read by one max pass and one exp-sum pass while it is in
+    cache: no [N, vocab] float32 copy and no log-softmax array are ever written.
+    """
+    lp = torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device)
+    greedy = torch.empty(logits.shape[0], dtype=torch.bool, device=logits.device)
+    for s in range(0, logits.shape[0], chunk):
+        block = logits[s:s + chunk]
+        x = block.float()
+        t = targets[s:s + chunk]
+        top, best = x.max(dim=-1)
+        target_logit = x.gather(1, t[:, None])[:, 0]
+        shifted = x.sub_(top[:, None]) if x is not block else x - top[:, None]  # never write the caller's logits
+        lp[s:s + chunk] = target_logit - top - shifted.exp_().sum(dim=-1).log_()
+        greedy[s:s + chunk] = best == t
+    return lp, greedy
+
+
+def _is_sharded(model: torch.nn.Module) -> bool:
+    """True if any part of the model is sharded with FSDP2 (`fully_shard`)."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # pragma: no cover - torch without distributed
+        return False
+    return any(isinstance(m, FSDPModule) for m in model.modules())
 
 
 def _deliver(done: list[tuple[int, Any]], results: list[Any], on_results: Callable[..., None] | None,

@@ -74,16 +74,25 @@ def _block_supported(block: Any, d_model: int) -> bool:
 
 
 def mpt_hidden_states(model: Any, input_ids: torch.LongTensor, position_ids: torch.LongTensor | None = None,
-                      segment_ids: torch.LongTensor | None = None) -> torch.Tensor:
+                      segment_ids: torch.LongTensor | None = None, prefix: int = 0) -> torch.Tensor:
     """Final hidden states (after norm_f) of an HF MptForCausalLM (or MptModel) for input_ids [B, T].
 
-    Inference only (no dropout, no cache); call it under torch.inference_mode() or torch.no_grad().
+    With `prefix`, the first `prefix` tokens of every row are the same (and at positions 0..prefix-1 of the
+    shared context): they run once, as one row whose keys and values every row attends, and only the hidden
+    states of positions prefix..T-1 are returned ([B, T - prefix]).
+    Inference only (no dropout); call it under torch.inference_mode() or torch.no_grad().
     """
     transformer = model.base_model
-    hidden = transformer.wte(input_ids)
-    attend = _attention_fn(model, hidden, position_ids, segment_ids)
-    for block in transformer.blocks:
-        hidden = _block_forward(block, hidden, attend)
+    past: list[tuple[torch.Tensor, torch.Tensor]] = []
+    if prefix:
+        shared = transformer.wte(input_ids[:1, :prefix])
+        attend_shared = _attention_fn(model, shared, None, None)
+        for block in transformer.blocks:
+            shared = _block_forward(block, shared, attend_shared, record=past)
+    hidden = transformer.wte(input_ids[:, prefix:])
+    attend = _attention_fn(model, hidden, position_ids, segment_ids, query_start=prefix)
+    for i, block in enumerate(transformer.blocks):
+        hidden = _block_forward(block, hidden, attend, past=past[i] if past else None)
     return transformer.norm_f(hidden)
 
 
@@ -91,8 +100,13 @@ def mpt_hidden_states(model: Any, input_ids: torch.LongTensor, position_ids: tor
 AttendFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
 
 
-def _block_forward(block: Any, hidden: torch.Tensor, attend: AttendFn) -> torch.Tensor:
+def _block_forward(block: Any, hidden: torch.Tensor, attend: AttendFn,
+                   past: tuple[torch.Tensor, torch.Tensor] | None = None,
+                   record: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
     """One MptBlock: pre-norm attention and MLP, each with a residual, as HF's MptBlock.forward.
+
+    `past`: keys and values [1, H, P, D] of a shared prefix, attended before the rows' own; `record`: a list
+    that receives this block's keys and values.
 
     A block sharded with FSDP2 (`fully_shard`) is gathered for the duration and freed after, as its own
     forward hooks would do (its submodules are called directly here, so those hooks do not run).
@@ -101,7 +115,7 @@ def _block_forward(block: Any, hidden: torch.Tensor, attend: AttendFn) -> torch.
     if sharded:
         block.unshard()
     try:
-        hidden = _attention_forward(block.attn, block.norm_1(hidden), attend) + hidden
+        hidden = _attention_forward(block.attn, block.norm_1(hidden), attend, past, record) + hidden
         ffn = block.ffn
         return ffn.down_proj(ffn.act(ffn.up_proj(block.norm_2(hidden)))) + hidden
     finally:
@@ -117,13 +131,21 @@ def _is_fsdp_module(module: Any) -> bool:
     return isinstance(module, FSDPModule)
 
 
-def _attention_forward(attn: Any, x: torch.Tensor, attend: AttendFn) -> torch.Tensor:
-    """MptAttention without the eager softmax: fused qkv (optionally clipped), `attend`, out_proj."""
+def _attention_forward(attn: Any, x: torch.Tensor, attend: AttendFn,
+                       past: tuple[torch.Tensor, torch.Tensor] | None = None,
+                       record: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
+    """MptAttention without the eager softmax: fused qkv (optionally clipped), `attend`, out_proj
+    (`past` and `record` as in _block_forward)."""
     batch, length, _ = x.shape
     qkv = attn.Wqkv(x)
     if attn.clip_qkv:
         qkv = qkv.clamp(min=-attn.clip_qkv, max=attn.clip_qkv)
     q, k, v = (t.view(batch, length, attn.n_heads, attn.head_dim).transpose(1, 2) for t in qkv.chunk(3, dim=2))
+    if record is not None:
+        record.append((k, v))
+    if past is not None:
+        k = torch.cat([past[0].expand(batch, -1, -1, -1), k], dim=2)
+        v = torch.cat([past[1].expand(batch, -1, -1, -1), v], dim=2)
     context = attend(q, k, v, attn.softmax_scale)
     return attn.out_proj(context.transpose(1, 2).reshape(batch, length, -1))
 
@@ -139,12 +161,16 @@ def alibi_slopes(model: Any, device: torch.device | None = None) -> torch.Tensor
 
 
 def _attention_fn(model: Any, hidden: torch.Tensor, position_ids: torch.Tensor | None,
-                  segment_ids: torch.Tensor | None) -> AttendFn:
-    """The attention used by every layer: flash-attn when it applies, else SDPA with a shared ALiBi/mask bias."""
+                  segment_ids: torch.Tensor | None, query_start: int = 0) -> AttendFn:
+    """The attention used by every layer: flash-attn when it applies, else SDPA with a shared ALiBi/mask bias.
+
+    `hidden` [B, T - query_start, d]: the queries are positions query_start..T-1 of rows of length T (the
+    keys of the first query_start positions come from a shared prefix, see mpt_hidden_states).
+    """
     slopes = alibi_slopes(model, hidden.device)
-    if _flash_applies(hidden, position_ids, segment_ids):
+    if not query_start and _flash_applies(hidden, position_ids, segment_ids):
         return _flash_attend_fn(slopes)
-    bias = _AlibiBias.build(slopes, hidden, position_ids, segment_ids)
+    bias = _AlibiBias.build(slopes, hidden, position_ids, segment_ids, query_start)
     return bias.attend
 
 
@@ -157,13 +183,14 @@ class _AlibiBias:
     segments: torch.Tensor | None  # [B, T] or None (plain causal)
     dtype: torch.dtype
     bounds: list[tuple[int, int]]
+    query_start: int = 0  # queries are positions query_start..T-1 (the q tensor's index 0 is query_start)
     cached: list[torch.Tensor] | None = None
 
     @classmethod
     def build(cls, slopes: torch.Tensor, hidden: torch.Tensor, position_ids: torch.Tensor | None,
-              segment_ids: torch.Tensor | None) -> _AlibiBias:
+              segment_ids: torch.Tensor | None, query_start: int = 0) -> _AlibiBias:
         """Chunk the queries under BIAS_BUDGET_ELEMENTS; build the bias once if it fits entirely."""
-        batch, length = hidden.shape[:2]
+        batch, length = hidden.shape[0], hidden.shape[1] + query_start
         device = hidden.device
         if position_ids is None:
             positions = torch.arange(length, device=device)[None]
@@ -173,9 +200,9 @@ class _AlibiBias:
             positions = position_ids.to(device)
         segments = None if segment_ids is None else segment_ids.to(device)
         per_query = positions.shape[0] * slopes.numel() * length
-        bounds = _query_chunks(length, max(1, BIAS_BUDGET_ELEMENTS // per_query))
-        bias = cls(slopes, positions, segments, hidden.dtype, bounds)
-        if per_query * length <= BIAS_BUDGET_ELEMENTS:
+        bounds = _query_chunks(length, max(1, BIAS_BUDGET_ELEMENTS // per_query), query_start)
+        bias = cls(slopes, positions, segments, hidden.dtype, bounds, query_start)
+        if per_query * (length - query_start) <= BIAS_BUDGET_ELEMENTS:
             bias.cached = [bias.chunk(q0, q1) for q0, q1 in bounds]
         return bias
 
@@ -200,18 +227,20 @@ class _AlibiBias:
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
         """SDPA over the query chunks, each against the keys it may see."""
+        s = self.query_start
         outputs = [
-            F.scaled_dot_product_attention(q[:, :, q0:q1], k[:, :, :q1], v[:, :, :q1], attn_mask=bias, scale=scale)
+            F.scaled_dot_product_attention(q[:, :, q0 - s:q1 - s], k[:, :, :q1], v[:, :, :q1], attn_mask=bias,
+                                           scale=scale)
             for q0, q1, bias in self.chunks()
         ]
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
 
 
-def _query_chunks(length: int, size: int) -> list[tuple[int, int]]:
-    """[q0, q1) bounds covering 0..length in chunks of `size` (a multiple of 64 when above 64)."""
+def _query_chunks(length: int, size: int, start: int = 0) -> list[tuple[int, int]]:
+    """[q0, q1) bounds covering start..length in chunks of `size` (a multiple of 64 when above 64)."""
     if size > 64:
         size -= size % 64
-    return [(q0, min(q0 + size, length)) for q0 in range(0, length, size)]
+    return [(q0, min(q0 + size, length)) for q0 in range(start, length, size)]
 
 
 # --- CUDA flash-attn path (cannot run on the CPU dev machines; untested here) --------------------------------

@@ -143,3 +143,31 @@ def visible(segments: torch.Tensor, q0: int = 0, q1: int | None = None) -> torch
 def allowed_mask(segments: torch.Tensor) -> torch.Tensor:
     """[B, 1, T, T] boolean attention mask of packed rows for transformers' 4D `attention_mask` (see `visible`)."""
     return visible(segments)[:, None]
+
+
+def prefix_groups(rows: Sequence[Row], fraction: float, min_tokens: int) -> list[list[Row]]:
+    """Rows in groups whose neighbours (in token order) share at least `min_tokens` and `fraction` of the
+    shorter row's leading tokens: e.g. the questions of one few-shot subject. Rows sharing little stay
+    together in one group (order within a group does not matter to the caller).
+    """
+    ordered = sorted(rows, key=lambda row: row.tokens)
+    runs: list[list[Row]] = []
+    for row in ordered:
+        if runs:
+            last = runs[-1][-1].tokens
+            if _common(last, row.tokens) >= max(min_tokens, fraction * min(len(last), len(row.tokens))):
+                runs[-1].append(row)
+                continue
+        runs.append([row])
+    loose = [run[0] for run in runs if len(run) == 1]
+    return [run for run in runs if len(run) > 1] + ([loose] if loose else [])
+
+
+def _common(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    """Length of the common leading part of two token tuples."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+

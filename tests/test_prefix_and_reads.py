@@ -1,0 +1,158 @@
+"""Two scoring levers: log-probs read from logits in blocks (read_logprobs), and a batch's shared prefix run once."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoTokenizer
+
+from evalharness.models import hf_backend
+from evalharness.models.hf_backend import _PACKABLE_TYPES, HFCausalLM, read_logprobs
+from evalharness.models.packing import Row, Scored, prefix_groups
+from evalharness.requests import LoglikelihoodRequest as R
+
+from reference_scoring import reference_loglikelihood
+from test_packing import _tiny
+
+
+# --- read_logprobs: hand-computed values ------------------------------------------------------------
+
+def test_read_logprobs_hand_computed():
+    # row 0: logits [0, ln 3] -> softmax [1/4, 3/4]; target 1 -> ln(3/4), the argmax
+    # row 1: logits [2, 2, 2, 2] -> each 1/4; target 3 -> ln(1/4); a tie: argmax is the first, so not greedy
+    logits = torch.tensor([[0.0, math.log(3.0), -math.inf, -math.inf], [2.0, 2.0, 2.0, 2.0]])
+    lp, greedy = read_logprobs(logits, torch.tensor([1, 3]), chunk=1)
+    assert lp.tolist() == pytest.approx([math.log(0.75), math.log(0.25)], abs=1e-6)
+    assert greedy.tolist() == [True, False]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("chunk", [1, 7, 32, 1000])
+def test_read_logprobs_equals_log_softmax(dtype, chunk):
+    torch.manual_seed(0)
+    logits = (torch.randn(70, 500) * 4).to(dtype)
+    targets = torch.randint(0, 500, (70,))
+    targets[:5] = logits[:5].float().argmax(-1)  # some greedy rows
+    before = logits.clone()
+    lp, greedy = read_logprobs(logits, targets, chunk=chunk)
+    ref = F.log_softmax(logits.float(), dim=-1)
+    assert torch.allclose(lp, ref[torch.arange(70), targets], atol=1e-5)
+    assert torch.equal(greedy, ref.argmax(-1) == targets)
+    assert greedy[:5].all()
+    assert torch.equal(logits, before)  # the caller's logits are never written
+
+
+# --- prefix groups and the shared prefix ---------------------------------------------------------
+
+def _row(tokens, read):
+    return Row(tuple(tokens), (Scored(0, (1,), (read,), False),))
+
+
+def test_prefix_groups_join_rows_sharing_a_large_part():
+    shot_a = list(range(100, 140))  # 40 shared tokens
+    a1, a2 = _row(shot_a + [1, 2], 41), _row(shot_a + [3], 40)
+    b1, b2 = _row([7] * 40 + [1], 40), _row([7] * 40 + [2, 2], 40)
+    lone1, lone2 = _row([1, 2, 3], 2), _row([9, 9], 1)
+    groups = prefix_groups([lone1, a1, b1, lone2, a2, b2], fraction=0.25, min_tokens=32)
+    as_sets = [{r.tokens for r in g} for g in groups]
+    assert {a1.tokens, a2.tokens} in as_sets and {b1.tokens, b2.tokens} in as_sets
+    assert {lone1.tokens, lone2.tokens} in as_sets and len(groups) == 3
+    # 40 shared tokens of 41-42 is above 25%, but below a 32-token minimum nothing joins
+    assert len(prefix_groups([a1, a2], fraction=0.25, min_tokens=41)) == 1
+    assert len(prefix_groups([a1, a2], fraction=0.99, min_tokens=1)[0]) == 2  # one loose group of both
+
+
+def test_shared_prefix_is_capped_at_the_first_read_and_needs_enough_tokens(neox_tok):
+    lm = HFCausalLM(_tiny("llama", len(neox_tok)), neox_tok)
+    assert lm.share_prefix
+    common = list(range(10, 60))  # 50 tokens
+    # every row shares 50 tokens, but one row reads at position 45: only 45 may run as the prefix
+    batch = [_row(common + [1, 2], 50), _row(common + [3], 45), _row(common + [4, 5, 6], 51)]
+    assert lm._shared_prefix(batch) == 45
+    assert lm._shared_prefix(batch[:1]) == 0  # one row: nothing to share
+    short = [_row(common[:20] + [1], 20), _row(common[:20] + [2], 20)]
+    assert lm._shared_prefix(short) == 0  # 20 < MIN_SHARED_PREFIX
+    narrow = [_row(common + [1] * 200, 60), _row(common + [2] * 200, 60)]
+    assert lm._shared_prefix(narrow) == 0  # 50 of 251 tokens: below SHARED_FRACTION
+
+
+def test_families_without_a_checked_cache_path_do_not_share(neox_tok):
+    model = _tiny("llama", len(neox_tok))
+    model.config.model_type = "gpt2"
+    assert not HFCausalLM(model, neox_tok).share_prefix
+
+
+# --- sharing scores exactly like not sharing --------------------------------------------------------
+
+SHOTS = "".join(f"Question: what is {a} plus {b}?\nAnswer: {a + b}\n\n" for a, b in ((1, 2), (3, 4), (5, 6), (7, 8)))
+FEWSHOT = [
+    R(SHOTS + "Question: what is 2 plus 2?\nAnswer:", " 4"),
+    R(SHOTS + "Question: what is 2 plus 2?\nAnswer:", " five hundred"),
+    R(SHOTS + "Question: what is 9 plus 1?\nAnswer:", " 10"),
+    R(SHOTS + "Question: what is 9 plus 1?\nAnswer:", " ten, or so"),
+    R(SHOTS + "Question: name a colour.\nAnswer:", " blue"),
+    R(SHOTS + "Q?\nA. a\nB. b\nAnswer:", " A"),
+    R(SHOTS + "Q?\nA. a\nB. b\nAnswer:", " B"),
+    R("Unrelated short context", " here"),
+]
+
+
+@pytest.fixture(scope="module")
+def neox_tok(neox_tokenizer_dir):
+    return AutoTokenizer.from_pretrained(neox_tokenizer_dir)
+
+
+@pytest.mark.parametrize("pack", [True, False])
+@pytest.mark.parametrize("model_type", sorted(_PACKABLE_TYPES))
+def test_sharing_the_prefix_scores_like_whole_rows(model_type, pack, neox_tok):
+    model = _tiny(model_type, len(neox_tok))
+    _check_shared_equals_whole(model, neox_tok, pack)
+
+
+@pytest.mark.parametrize("pack", [True, False])
+def test_sharing_the_prefix_with_eager_attention(pack, neox_tok):
+    model = _tiny("llama", len(neox_tok))
+    model.config._attn_implementation = "eager"
+    _check_shared_equals_whole(model, neox_tok, pack)
+
+
+@pytest.mark.parametrize("pack", [True, False])
+def test_sharing_the_prefix_on_the_mpt_fast_path(pack, tiny_mpt_dir):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_mpt_dir, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_mpt_dir)
+    assert HFCausalLM(model, tok)._fast_mpt
+    _check_shared_equals_whole(model, tok, pack)
+
+
+def test_mpt_prefix_in_query_chunks_equals_one_chunk(tiny_mpt_dir, monkeypatch):
+    """A bias budget small enough to split the queries after the prefix into several chunks."""
+    from transformers import AutoModelForCausalLM
+
+    from evalharness.models import mpt_attention
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_mpt_dir, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_mpt_dir)
+    want = HFCausalLM(model, tok, batch_size=4).loglikelihood(FEWSHOT)
+    monkeypatch.setattr(mpt_attention, "BIAS_BUDGET_ELEMENTS", 4 * 4 * 100 * 3)
+    got = HFCausalLM(model, tok, batch_size=4).loglikelihood(FEWSHOT)
+    assert [r.logprob for r in got] == pytest.approx([r.logprob for r in want], abs=1e-4)
+
+
+def _check_shared_equals_whole(model, tok, pack):
+    shared = HFCausalLM(model, tok, batch_size=4, pack=pack)
+    assert shared.share_prefix
+    prefixes = [shared._shared_prefix(b) for b in shared._loglikelihood_plan(FEWSHOT)]
+    assert any(p >= hf_backend.MIN_SHARED_PREFIX for p in prefixes), prefixes
+    whole = HFCausalLM(model, tok, batch_size=4, pack=pack)
+    whole.share_prefix = False
+    got, want = shared.loglikelihood(FEWSHOT), whole.loglikelihood(FEWSHOT)
+    for req, a, b in zip(FEWSHOT, got, want):
+        ref, greedy, n = reference_loglikelihood(model, tok, req.context, req.continuation, shared.max_length)
+        assert a.logprob == pytest.approx(b.logprob, abs=2e-4)
+        assert a.logprob == pytest.approx(ref, abs=2e-4)
+        assert (a.num_tokens, a.is_greedy) == (n, greedy)
