@@ -156,3 +156,29 @@ def _check_shared_equals_whole(model, tok, pack):
         assert a.logprob == pytest.approx(b.logprob, abs=2e-4)
         assert a.logprob == pytest.approx(ref, abs=2e-4)
         assert (a.num_tokens, a.is_greedy) == (n, greedy)
+
+
+# --- long contexts: a row per choice and the context through the KV cache, instead of packing --------------
+
+def test_contexts_longer_than_the_cap_are_not_packed():
+    from evalharness.models.packing import plan_rows
+
+    encoded = [([1, 2, 3], [4, 5]), ([1, 2, 3], [6, 7]), ([9] * 6, [4, 5]), ([9] * 6, [6, 7])]
+    rows = plan_rows(encoded, max_length=100, pack=True, max_packed_context=5)
+    # the 3-token context packs both choices into one row; the 6-token one gets a plain row per choice
+    assert sorted((r.tokens, r.packed) for r in rows) == [
+        ((1, 2, 3, 4, 6), True), ((9, 9, 9, 9, 9, 9, 4), False), ((9, 9, 9, 9, 9, 9, 6), False)]
+
+
+def test_long_context_choices_share_the_context_through_the_cache(neox_tok, monkeypatch):
+    monkeypatch.setattr(hf_backend, "PACK_MAX_CONTEXT", 40)
+    model = _tiny("llama", len(neox_tok))
+    lm = HFCausalLM(model, neox_tok, batch_size=16)
+    reqs = FEWSHOT[:4]  # two contexts of ~80 tokens, two choices each
+    plan = lm._loglikelihood_plan(reqs)
+    assert not any(r.packed for b in plan for r in b)
+    assert all(lm._shared_prefix(b) >= hf_backend.MIN_SHARED_PREFIX for b in plan)
+    for req, res in zip(reqs, lm.loglikelihood(reqs)):
+        ref, greedy, n = reference_loglikelihood(model, neox_tok, req.context, req.continuation, lm.max_length)
+        assert res.logprob == pytest.approx(ref, abs=2e-4)
+        assert (res.num_tokens, res.is_greedy) == (n, greedy)

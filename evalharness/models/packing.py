@@ -46,13 +46,14 @@ class Row:
 
 
 def plan_rows(encoded: Sequence[tuple[list[int], list[int]]], max_length: int, *, pack: bool,
-              max_packed_length: int | None = None) -> list[Row]:
+              max_packed_length: int | None = None, max_packed_context: int | None = None) -> list[Row]:
     """Rows for requests given as (context tokens, continuation tokens), in first-appearance order.
 
     With `pack`, requests with the same context share rows: the context, then their distinct multi-token
     continuations as segments, as many per row as fit `max_packed_length` (default `max_length`). A request
     that needs left truncation (or has no continuation tokens) gets a plain row cut to `max_length`, as do
-    all requests without `pack`. Identical inputs always share a row.
+    all requests without `pack`, and with `max_packed_context` those whose context is longer than that.
+    Identical inputs always share a row.
     """
     cap = max_packed_length or max_length
     rows: dict[tuple, list[Scored]] = {}  # (tokens, positions, segments) -> the requests it answers
@@ -63,7 +64,8 @@ def plan_rows(encoded: Sequence[tuple[list[int], list[int]]], max_length: int, *
 
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, (context, continuation) in enumerate(encoded):
-        if pack and context and continuation and len(context) + len(continuation) - 1 <= max_length:
+        if (pack and context and continuation and len(context) + len(continuation) - 1 <= max_length
+                and (max_packed_context is None or len(context) <= max_packed_context)):
             groups.setdefault(tuple(context), []).append(i)
             continue
         tokens = (list(context) + list(continuation))[-(max_length + 1):]
