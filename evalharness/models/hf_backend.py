@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, cut_at_stop
-from .mpt_attention import mpt_hidden_states, supports_fast_mpt
+from .mpt_attention import is_fsdp_module, mpt_hidden_states, supports_fast_mpt
 from .packing import Row, allowed_mask, plan_rows, prefix_groups
 
 # Model types whose logits are exactly `output_embeddings(last_hidden_state)`: for these the head runs
@@ -414,11 +414,7 @@ def read_logprobs(logits: torch.Tensor, targets: torch.Tensor, chunk: int = READ
 
 def _is_sharded(model: torch.nn.Module) -> bool:
     """True if any part of the model is sharded with FSDP2 (`fully_shard`)."""
-    try:
-        from torch.distributed.fsdp import FSDPModule
-    except ImportError:  # pragma: no cover - torch without distributed
-        return False
-    return any(isinstance(m, FSDPModule) for m in model.modules())
+    return any(is_fsdp_module(m) for m in model.modules())
 
 
 def _deliver(done: list[tuple[int, Any]], results: list[Any], on_results: Callable[..., None] | None,

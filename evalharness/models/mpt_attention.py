@@ -111,7 +111,7 @@ def _block_forward(block: Any, hidden: torch.Tensor, attend: AttendFn,
     A block sharded with FSDP2 (`fully_shard`) is gathered for the duration and freed after, as its own
     forward hooks would do (its submodules are called directly here, so those hooks do not run).
     """
-    sharded = _is_fsdp_module(block)
+    sharded = is_fsdp_module(block)
     if sharded:
         block.unshard()
     try:
@@ -123,7 +123,7 @@ def _block_forward(block: Any, hidden: torch.Tensor, attend: AttendFn,
             block.reshard()
 
 
-def _is_fsdp_module(module: Any) -> bool:
+def is_fsdp_module(module: Any) -> bool:
     try:
         from torch.distributed.fsdp import FSDPModule
     except ImportError:  # pragma: no cover - torch < 2.6 or no distributed
