@@ -51,6 +51,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
+from evalharness.models.packing import common_prefix_length  # noqa: E402
 
 TASKS = ("lambada_openai", "piqa", "hellaswag", "mmlu")
 MC = {"piqa", "hellaswag", "mmlu"}
@@ -72,18 +73,10 @@ def matmul_rate(dtype: torch.dtype, n: int = 2048, seconds: float = 1.5) -> floa
 
 
 # --------------------------------------------------------------------------- work counts
-def _lcp(a: tuple[int, ...], b: tuple[int, ...]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
 def distinct_prefixes(rows: list[tuple[int, ...]]) -> int:
     """Number of distinct non-empty prefixes among `rows`: the positions a causal LM must compute at least."""
     rows = sorted(rows)
-    return sum(len(r) for r in rows) - sum(_lcp(rows[i - 1], rows[i]) for i in range(1, len(rows)))
+    return sum(len(r) for r in rows) - sum(common_prefix_length(rows[i - 1], rows[i]) for i in range(1, len(rows)))
 
 
 @dataclass

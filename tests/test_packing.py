@@ -147,9 +147,14 @@ def _check_packed_equals_plain(model, tok, attn: str | None = None):
     plan = packed._loglikelihood_plan(REQUESTS)
     assert any(r.packed for b in plan for r in b)
     plain = HFCausalLM(model, tok, batch_size=4, pack=False)
-    got, want = packed.loglikelihood(REQUESTS), plain.loglikelihood(REQUESTS)
-    for req, a, b in zip(REQUESTS, got, want):
-        ref, greedy, n = reference_loglikelihood(model, tok, req.context, req.continuation, packed.max_length)
+    assert_same_and_reference(model, tok, REQUESTS, packed, plain)
+
+
+def assert_same_and_reference(model, tok, requests, lm, other) -> None:
+    """`lm` scores every request like `other` and like the one-request reference scorer (2e-4)."""
+    got, want = lm.loglikelihood(requests), other.loglikelihood(requests)
+    for req, a, b in zip(requests, got, want):
+        ref, greedy, n = reference_loglikelihood(model, tok, req.context, req.continuation, lm.max_length)
         assert a.logprob == pytest.approx(b.logprob, abs=2e-4)
         assert a.logprob == pytest.approx(ref, abs=2e-4)
         assert (a.num_tokens, a.is_greedy) == (n, greedy)

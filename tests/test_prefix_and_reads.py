@@ -15,7 +15,7 @@ from evalharness.models.packing import Row, Scored, prefix_groups
 from evalharness.requests import LoglikelihoodRequest as R
 
 from reference_scoring import reference_loglikelihood
-from test_packing import _tiny
+from test_packing import _tiny, assert_same_and_reference
 
 
 # --- read_logprobs: hand-computed values ------------------------------------------------------------
@@ -150,12 +150,7 @@ def _check_shared_equals_whole(model, tok, pack):
     assert any(p >= hf_backend.MIN_SHARED_PREFIX for p in prefixes), prefixes
     whole = HFCausalLM(model, tok, batch_size=4, pack=pack)
     whole.share_prefix = False
-    got, want = shared.loglikelihood(FEWSHOT), whole.loglikelihood(FEWSHOT)
-    for req, a, b in zip(FEWSHOT, got, want):
-        ref, greedy, n = reference_loglikelihood(model, tok, req.context, req.continuation, shared.max_length)
-        assert a.logprob == pytest.approx(b.logprob, abs=2e-4)
-        assert a.logprob == pytest.approx(ref, abs=2e-4)
-        assert (a.num_tokens, a.is_greedy) == (n, greedy)
+    assert_same_and_reference(model, tok, FEWSHOT, shared, whole)
 
 
 # --- long contexts: a row per choice and the context through the KV cache, instead of packing --------------

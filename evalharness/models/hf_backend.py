@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ..requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, cut_at_stop
 from .mpt_attention import is_fsdp_module, mpt_hidden_states, supports_fast_mpt
-from .packing import Row, allowed_mask, plan_rows, prefix_groups
+from .packing import Row, allowed_mask, common_prefix_length, plan_rows, prefix_groups
 
 # Model types whose logits are exactly `output_embeddings(last_hidden_state)`: for these the head runs
 # only at the positions whose log-probs are read (no logit scaling or soft-capping to reproduce).
@@ -230,10 +230,7 @@ class HFCausalLM:
         first = batch[0].tokens
         n = min(min(s.reads[0] for s in row.scored) for row in batch)
         for row in batch[1:]:
-            i, tokens = 0, row.tokens
-            while i < n and tokens[i] == first[i]:
-                i += 1
-            n = i
+            n = common_prefix_length(first, row.tokens, n)
             if n < MIN_SHARED_PREFIX:
                 return 0
         width = max(len(row.tokens) for row in batch)

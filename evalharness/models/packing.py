@@ -157,7 +157,7 @@ def prefix_groups(rows: Sequence[Row], fraction: float, min_tokens: int) -> list
     for row in ordered:
         if runs:
             last = runs[-1][-1].tokens
-            if _common(last, row.tokens) >= max(min_tokens, fraction * min(len(last), len(row.tokens))):
+            if common_prefix_length(last, row.tokens) >= max(min_tokens, fraction * min(len(last), len(row.tokens))):
                 runs[-1].append(row)
                 continue
         runs.append([row])
@@ -165,9 +165,9 @@ def prefix_groups(rows: Sequence[Row], fraction: float, min_tokens: int) -> list
     return [run for run in runs if len(run) > 1] + ([loose] if loose else [])
 
 
-def _common(a: tuple[int, ...], b: tuple[int, ...]) -> int:
-    """Length of the common leading part of two token tuples."""
-    n = min(len(a), len(b))
+def common_prefix_length(a: Sequence[int], b: Sequence[int], limit: int | None = None) -> int:
+    """Length of the common leading part of two token sequences (at most `limit`)."""
+    n = min(len(a), len(b)) if limit is None else min(len(a), len(b), limit)
     i = 0
     while i < n and a[i] == b[i]:
         i += 1
