@@ -292,8 +292,8 @@ def main_benchmark(args: argparse.Namespace) -> dict:
     print("\nwarm-up (untimed)")
     for t in tasks:
         lm_runner.run(fp32, tokenizer, t, 2, args.batch_size)
-        eh_runner.run(fp32, tokenizer, t, 2, args.batch_size)
-        eh_runner.run(bf16, tokenizer, t, 2, args.batch_size)
+        for dtype in sorted({c[1] for c in configs}):
+            eh_runner.run(models[dtype], tokenizer, t, 2, args.batch_size)
 
     timings: dict[tuple[str, str], dict[str, Timing]] = {}
     agree: dict[tuple[str, str], tuple[int, int]] = {}
@@ -494,16 +494,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--configs", default="float32,bfloat16,defaults")
+    p.add_argument("--configs", default=None,
+                   help="default: float32,bfloat16,defaults where the CPU is fast at bf16, else float32,defaults")
     p.add_argument("--mpt", action="store_true", help="also the random MPT at 2k context")
     p.add_argument("--mpt-only", action="store_true")
     p.add_argument("--mpt-task", default="hellaswag", help="task of the MPT runs (default hellaswag)")
     p.add_argument("--mpt-items", type=int, default=4, help="items of the MPT runs (per subject for MMLU)")
     p.add_argument("--mpt-shots", type=int, default=20)
     p.add_argument("--mpt-batch-size", type=int, default=4)
-    p.add_argument("--mpt-dtypes", default="float32,bfloat16")
+    p.add_argument("--mpt-dtypes", default=None, help="default: float32,bfloat16 (float32 where bf16 is slow)")
     p.add_argument("--levers", action="store_true", help="only evalharness, each speed lever turned off in turn")
-    p.add_argument("--lever-dtypes", default="float32,bfloat16")
+    p.add_argument("--lever-dtypes", default=None, help="default: float32,bfloat16 (float32 where bf16 is slow)")
     p.add_argument("--lever-shots", type=int, default=None,
                    help="few-shot examples per item in --levers (default: each task's own; MMLU's 5 dev rows share a prefix)")
     p.add_argument("--json", type=Path, help="also write the figures here")
@@ -517,12 +518,26 @@ def main(argv: list[str] | None = None) -> int:
         args.model_dir = embedded_model_dir()
     args.work_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
+    from evalharness.models.cpu_allocator import keep_freed_memory
+    from evalharness.models.loading import default_dtype
+
+    # CPUs without AVX512-BF16/AMX multiply bf16 matrices hundreds of times slower: no bf16 runs by default there
+    fast_bf16 = default_dtype("cpu") == "bfloat16"
+    both = "float32,bfloat16" if fast_bf16 else "float32"
+    args.configs = args.configs or both + ",defaults"
+    args.mpt_dtypes = args.mpt_dtypes or both
+    args.lever_dtypes = args.lever_dtypes or both
+    # applied here so that both tools run with it (it is per process; evalharness's CPU backend sets it anyway)
+    allocator = keep_freed_memory()
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    rates = {"float32": matmul_rate(torch.float32), "bfloat16": matmul_rate(torch.bfloat16)}
+    used = {d for spec in (args.configs, args.mpt_dtypes, args.lever_dtypes) for d in spec.split(",")} | {"float32"}
+    dtypes = [d for d in ("float32", "bfloat16") if d in used or (d == "bfloat16" and fast_bf16)]
+    rates = {d: matmul_rate(getattr(torch, d)) for d in dtypes}
     args.rates = rates
     print(f"machine: {cpu}, {os.cpu_count()} cores, {args.threads} torch threads; python {platform.python_version()}, "
-          f"torch {torch.__version__}")
-    print(f"dense matmul (2048^3): float32 {rates['float32'] / 1e9:.0f} GFLOP/s, bfloat16 {rates['bfloat16'] / 1e9:.0f} GFLOP/s")
+          f"torch {torch.__version__}; glibc malloc keeps freed memory (both tools): {allocator}")
+    print("dense matmul (2048^3): " + ", ".join(f"{d} {r / 1e9:.0f} GFLOP/s" for d, r in rates.items())
+          + ("" if fast_bf16 else " (no AVX512-BF16/AMX: bfloat16 not run unless asked for)"))
     out: dict[str, Any] = {"rates": rates, "threads": args.threads}
     if args.levers:
         out["levers"] = lever_benchmark(args)
@@ -531,9 +546,9 @@ def main(argv: list[str] | None = None) -> int:
             out["smollm2"] = main_benchmark(args)
         if args.mpt or args.mpt_only:
             out["mpt"] = mpt_benchmark(args)
-    after = {"float32": matmul_rate(torch.float32), "bfloat16": matmul_rate(torch.bfloat16)}
-    print(f"\ndense matmul again at the end: float32 {after['float32'] / 1e9:.0f}, bfloat16 {after['bfloat16'] / 1e9:.0f} "
-          f"GFLOP/s (a drop means the machine got busier during the run)")
+    after = {d: matmul_rate(getattr(torch, d)) for d in dtypes}
+    print("\ndense matmul again at the end: " + ", ".join(f"{d} {r / 1e9:.0f}" for d, r in after.items())
+          + " GFLOP/s (a drop means the machine got busier during the run)")
     out["rates_after"] = after
     if args.json:
         args.json.write_text(json.dumps(out, indent=1), encoding="utf-8")

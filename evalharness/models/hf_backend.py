@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, cut_at_stop
+from .cpu_allocator import keep_freed_memory
 from .mpt_attention import is_fsdp_module, mpt_hidden_states, supports_fast_mpt
 from .packing import Row, allowed_mask, common_prefix_length, plan_rows, prefix_groups
 
@@ -58,7 +59,8 @@ class HFCausalLM:
     together and the batch runs that prefix once, attending its KV cache. The LM head runs only at the
     positions whose log-probs are read, and its log-softmax is reduced in cache-sized blocks
     (read_logprobs). HF MPT runs through our own scaled-dot-product attention with ALiBi (mpt_attention.py)
-    instead of transformers' eager attention.
+    instead of transformers' eager attention. On the CPU, glibc is told to keep freed memory for the next
+    batch (cpu_allocator.py, process-wide).
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer, *, batch_size: int = 16, max_length: int | None = None,
@@ -68,6 +70,8 @@ class HFCausalLM:
         self.batch_size = max(1, int(batch_size))
         self.max_length = int(max_length or infer_max_length(model, tokenizer))
         self.device = next(model.parameters()).device
+        if self.device.type == "cpu":
+            keep_freed_memory()  # process-wide: reuse freed heap instead of fresh zeroed pages (cpu_allocator.py)
         model_type = getattr(getattr(model, "config", None), "model_type", None)
         self._split_head = (
             model_type in _PLAIN_HEAD_TYPES

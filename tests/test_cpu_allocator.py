@@ -1,0 +1,63 @@
+"""The CPU allocator setting: freed tensors' memory is reused instead of faulted in again (page-fault counts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+
+# a loop of the backend's pattern: same-size activations allocated, written, freed
+_CHILD = """
+import json, resource, torch
+from evalharness.models.cpu_allocator import keep_freed_memory
+kept = keep_freed_memory()
+again = keep_freed_memory()
+x = torch.ones(1 << 20)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(50):
+    y = torch.empty(1 << 21).fill_(1.0)  # 8 MiB: above glibc's default mmap threshold
+    z = torch.mul(y, 2.0)
+    del y, z
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+print(json.dumps({"kept": kept, "again": again, "faults": faults}))
+"""
+
+
+def _child(setting: str) -> dict:
+    env = dict(os.environ, EVALHARNESS_KEEP_FREED_MEMORY=setting, OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_freed_memory_is_reused_instead_of_faulted_in_again():
+    off, on = _child("0"), _child("1")
+    assert off["kept"] is False and on["kept"] is True and on["again"] is True
+    # off: each 8 MiB tensor is a fresh mapping, 2048 pages faulted per tensor (two per iteration, 50 iterations)
+    assert off["faults"] > 50 * 2048
+    # on: the first iteration's pages are reused by the other 49
+    assert on["faults"] < off["faults"] / 10
+
+
+_BACKEND_CHILD = """
+import json, sys
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from evalharness.models import cpu_allocator
+from evalharness.models.hf_backend import HFCausalLM
+before = cpu_allocator._applied
+folder = sys.argv[1]
+HFCausalLM(AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder))
+print(json.dumps({"before": before, "after": cpu_allocator._applied}))
+"""
+
+
+@pytest.mark.parametrize("setting, expected", [("1", True), ("0", False)])
+def test_the_cpu_backend_applies_it_unless_turned_off(tiny_mpt_dir, setting, expected):
+    env = dict(os.environ, EVALHARNESS_KEEP_FREED_MEMORY=setting, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    out = subprocess.run([sys.executable, "-c", _BACKEND_CHILD, str(tiny_mpt_dir)], env=env, capture_output=True,
+                         text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"before": None, "after": expected}
