@@ -17,6 +17,10 @@ task and overall:
   context once for all its choices, each choice's tokens once); attention and the LM head are not
   counted, so this understates the real utilisation a little.
 
+The CPU-allocator setting (evalharness/models/cpu_allocator.py) is applied at the start, so both tools run
+with it (it is per process). On CPUs without AVX512-BF16/AMX, bfloat16 configurations are skipped unless
+asked for with --configs / --mpt-dtypes / --lever-dtypes (bf16 matrix products are ~500x slower there).
+
 Needs a Python with both evalharness and lm-eval installed (see benchmarks/requirements-lm-eval.txt;
 then `pip install -e .` of this checkout into that venv). With `--mpt`, also a small random MPT
 (6 layers, d_model 512, GPT-NeoX vocabulary) on HellaSwag with enough shots for ~2k-token contexts, where
