@@ -21,8 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-
 
 def one_run(args: argparse.Namespace) -> None:
     """Child: evaluate the tasks once, print {"wall": s, "faults": n, "kept": bool} as JSON."""
