@@ -420,7 +420,7 @@ def mpt_benchmark(args: argparse.Namespace) -> dict:
 LEVERS = {
     "all levers": {},
     "no packing (a row per choice)": {"pack": False},
-    "no padding-aware batching": {"min_fill": 0.0},
+    "no padding-aware batching (plain batches of --batch-size)": {"batch_overhead_tokens": None},
     "padding mask kept": {"mask_free": False},
     "full LM head at every position": {"_split_head": False},
     "log-probs read from the whole batch's logits at once": {"read_chunk": 1 << 30},

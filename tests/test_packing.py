@@ -10,7 +10,7 @@ import torch
 from transformers import AutoTokenizer
 
 from evalharness.models.hf_backend import _PACKABLE_TYPES, HFCausalLM
-from evalharness.models.packing import Row, Scored, allowed_mask, plan_rows
+from evalharness.models.packing import Row, Scored, allowed_mask, plan_batches, plan_rows
 from evalharness.requests import LoglikelihoodRequest as R
 
 from reference_scoring import reference_loglikelihood
@@ -77,21 +77,70 @@ def test_allowed_mask_blocks_other_segments_and_padding():
     ]
 
 
-def test_rows_shorter_than_min_fill_start_a_new_batch(mpt_model):
-    model, tok = mpt_model
-    lm = HFCausalLM(model, tok, batch_size=3)
-    rows = [Row(tuple(range(n)), (Scored(i, (1,), (n - 1,), False),)) for i, n in enumerate((10, 9, 8, 7, 2, 1))]
-    lm_plan = lm._loglikelihood_plan  # batching only: feed pre-made rows through the same rule
+def _plan_of(lm, rows):
+    """The backend's batches of pre-made rows (batching only: plan_rows is bypassed)."""
     import evalharness.models.hf_backend as hb
 
     original = hb.plan_rows
     hb.plan_rows = lambda *a, **k: rows
     try:
-        batches = lm_plan([R("x", " y")] * 6)
+        return lm._loglikelihood_plan([R("x", " y")] * len(rows))
     finally:
         hb.plan_rows = original
-    # 10, 9, 8 fill a batch; 7 starts the next; 2 < 0.8 * 7 and 1 < 0.8 * 2 each start their own
-    assert [[len(r.tokens) for r in b] for b in batches] == [[10, 9, 8], [7], [2], [1]]
+
+
+def test_backend_batches_minimise_padding_plus_overhead(mpt_model):
+    model, tok = mpt_model
+    lm = HFCausalLM(model, tok, batch_size=3)
+    lm.share_prefix = False
+    rows = [Row(tuple(range(n)), (Scored(i, (1,), (n - 1,), False),)) for i, n in enumerate((100, 60, 58, 57, 10, 9))]
+    lm.batch_overhead_tokens = 50
+    # [100] [60 58 57] [10 9] costs 3 x 50 + 100 + 180 + 20 = 450, the least of all cuts into batches of <= 3
+    assert [[len(r.tokens) for r in b] for b in _plan_of(lm, rows)] == [[100], [60, 58, 57], [10, 9]]
+    lm.batch_overhead_tokens = None  # plain consecutive batches of batch_size
+    assert [[len(r.tokens) for r in b] for b in _plan_of(lm, rows)] == [[100, 60, 58], [57, 10, 9]]
+
+
+@pytest.mark.parametrize("lengths, max_rows, overhead, expected", [
+    # each row alone: 5 x 10 + 50; one batch: 10 + 5 x 10 = 60 (same length, no padding: fewest batches win)
+    ([10, 10, 10, 10, 10], 8, 10, [(0, 5)]),
+    # at most 2 rows per batch: the short row alone, 30 + 20 + 20 + 9 = 79 (any other cut pads it: 80)
+    ([10, 10, 10, 10, 9], 2, 10, [(0, 2), (2, 4), (4, 5)]),
+    # overhead 0: padding is all that counts, so rows of different lengths never share a batch
+    ([9, 5, 5, 2], 4, 0, [(0, 1), (1, 3), (3, 4)]),
+    # a long row stays apart when its own batch costs less than the padding it would add:
+    # [20] [12 12] = 5 + 20 + 5 + 24 = 54 < [20 12 12] = 5 + 3 x 20 = 65
+    ([20, 12, 12], 3, 5, [(0, 1), (1, 3)]),
+    # ... and joins them when a batch costs more: [20 12 12] = 30 + 60 = 90 < [20] [12 12] = 60 + 44 = 104
+    ([20, 12, 12], 3, 30, [(0, 3)]),
+    ([], 4, 10, []),
+])
+def test_plan_batches_hand_computed(lengths, max_rows, overhead, expected):
+    assert plan_batches(lengths, max_rows, overhead) == expected
+
+
+def test_plan_batches_is_optimal_against_brute_force():
+    import itertools
+    import random
+
+    rng = random.Random(0)
+    for _ in range(200):
+        lengths = sorted((rng.randint(1, 60) for _ in range(rng.randint(1, 8))), reverse=True)
+        max_rows, overhead = rng.randint(1, 4), rng.choice([0, 7, 25, 100])
+
+        def cost(bounds):
+            return sum(overhead + (j - i) * lengths[i] for i, j in bounds)
+
+        best = min(
+            cost(list(zip((0,) + cuts, cuts + (len(lengths),))))
+            for k in range(len(lengths))
+            for cuts in itertools.combinations(range(1, len(lengths)), k)
+            if all(j - i <= max_rows for i, j in zip((0,) + cuts, cuts + (len(lengths),)))
+        )
+        bounds = plan_batches(lengths, max_rows, overhead)
+        assert [i for i, _ in bounds][1:] == [j for _, j in bounds][:-1] and bounds[0][0] == 0
+        assert bounds[-1][1] == len(lengths) and all(j - i <= max_rows for i, j in bounds)
+        assert cost(bounds) == best
 
 
 # --- packed scoring equals separate rows ---------------------------------------------------------

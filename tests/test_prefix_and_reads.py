@@ -65,6 +65,20 @@ def test_prefix_groups_join_rows_sharing_a_large_part():
     assert len(prefix_groups([a1, a2], fraction=0.99, min_tokens=1)[0]) == 2  # one loose group of both
 
 
+def test_prefix_groups_that_save_little_join_the_loose_rows():
+    shot = list(range(100, 140))  # 40 shared tokens
+    a1, a2, a3 = _row(shot + [1, 2], 41), _row(shot + [3], 40), _row(shot + [4, 4, 4], 40)
+    lone = _row([1, 2, 3], 2)
+    # two rows sharing 40 tokens save 40 by running them once; three save 80
+    assert len(prefix_groups([a1, a2, lone], 0.25, 32, min_saved=40)) == 2
+    assert [len(g) for g in prefix_groups([a1, a2, lone], 0.25, 32, min_saved=41)] == [3]
+    groups = prefix_groups([a1, a2, a3, lone], 0.25, 32, min_saved=80)
+    assert sorted(len(g) for g in groups) == [1, 3]
+    # the saving counts the prefix *all* rows of the group share: here 2 tokens, twice
+    b1, b2, b3 = _row([5] * 40 + [1], 40), _row([5] * 40 + [2], 40), _row([5, 5] + [6] * 39, 40)
+    assert sorted(len(g) for g in prefix_groups([b1, b2, b3], 0.0, 2, min_saved=5)) == [3]
+
+
 def test_shared_prefix_is_capped_at_the_first_read_and_needs_enough_tokens(neox_tok):
     lm = HFCausalLM(_tiny("llama", len(neox_tok)), neox_tok)
     assert lm.share_prefix

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from ..requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, cut_at_stop
 from .cpu_allocator import keep_freed_memory
 from .mpt_attention import is_fsdp_module, mpt_hidden_states, supports_fast_mpt
-from .packing import Row, allowed_mask, common_prefix_length, plan_rows, prefix_groups
+from .packing import Row, allowed_mask, common_prefix_length, plan_batches, plan_rows, prefix_groups
 
 # Model types whose logits are exactly `output_embeddings(last_hidden_state)`: for these the head runs
 # only at the positions whose log-probs are read (no logit scaling or soft-capping to reproduce).
@@ -32,6 +32,14 @@ _PACKABLE_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "olmo", "olmo
 # of their tokens are batched together.
 MIN_SHARED_PREFIX = 32
 SHARED_FRACTION = 0.25
+# ...and such rows are kept apart in batches of their own only if running their common prefix once saves at
+# least this many tokens ((rows - 1) x prefix), else they join the other rows' batches.
+MIN_SAVED_PREFIX_TOKENS = 256
+
+# What one more forward pass costs, in tokens' worth of compute (a [1, 110] bf16 batch of SmolLM2-135M took
+# 54 ms, a [16, 110] one 330 ms: about 35 ms, or 200 tokens, of fixed cost per pass): batches are cut to
+# minimise padded tokens + this per batch (packing.plan_batches).
+BATCH_OVERHEAD_TOKENS = 128
 
 # With prefix sharing available, contexts longer than this are not packed: each choice gets its own row, the
 # rows of an item share the whole context as their prefix and run it once through the KV cache. Measured
@@ -83,7 +91,9 @@ class HFCausalLM:
         self._attn_implementation = getattr(getattr(model, "config", None), "_attn_implementation", None)
         packable = self._fast_mpt or (model_type in _PACKABLE_TYPES and self._attn_implementation in ("sdpa", "eager"))
         self.pack = packable if pack is None else (bool(pack) and packable)
-        self.min_fill = 0.8  # a row shorter than this fraction of its batch's longest row starts a new batch
+        # what one more forward pass costs, in tokens' worth of compute: batches are cut to minimise padded
+        # tokens + this per batch (packing.plan_batches); None: plain consecutive batches of batch_size
+        self.batch_overhead_tokens: float | None = BATCH_OVERHEAD_TOKENS
         self.mask_free = True  # plain (unpacked) batches run without a padding mask (see _logits_at)
         self.read_chunk = READ_CHUNK  # rows of logits reduced at a time (read_logprobs)
         # a batch whose rows start with the same long prefix runs it once, through a KV cache. Not with FSDP:
@@ -167,16 +177,13 @@ class HFCausalLM:
         encoded = self.encode_pairs(requests)
         rows = plan_rows(encoded, self.max_length, pack=self.pack,
                          max_packed_context=PACK_MAX_CONTEXT if self.share_prefix else None)
-        groups = prefix_groups(rows, SHARED_FRACTION, MIN_SHARED_PREFIX) if self.share_prefix else [rows]
+        groups = (prefix_groups(rows, SHARED_FRACTION, MIN_SHARED_PREFIX, MIN_SAVED_PREFIX_TOKENS)
+                  if self.share_prefix else [rows])
         batches: list[list[Row]] = []
         for group in sorted(groups, key=lambda g: -max(len(row.tokens) for row in g)):
-            start = len(batches)
-            for row in sorted(group, key=lambda row: -len(row.tokens)):
-                # a new batch when full, or when this row would be mostly padding in the current one
-                if (len(batches) == start or len(batches[-1]) >= self.batch_size
-                        or len(row.tokens) < self.min_fill * len(batches[-1][0].tokens)):
-                    batches.append([])
-                batches[-1].append(row)
+            ordered = sorted(group, key=lambda row: -len(row.tokens))
+            bounds = plan_batches([len(row.tokens) for row in ordered], self.batch_size, self.batch_overhead_tokens)
+            batches += [ordered[i:j] for i, j in bounds]
         return batches
 
     def _score_batch(self, batch: Sequence[Row]) -> list[tuple[int, LoglikelihoodResult]]:

@@ -147,22 +147,57 @@ def allowed_mask(segments: torch.Tensor) -> torch.Tensor:
     return visible(segments)[:, None]
 
 
-def prefix_groups(rows: Sequence[Row], fraction: float, min_tokens: int) -> list[list[Row]]:
+def prefix_groups(rows: Sequence[Row], fraction: float, min_tokens: int, min_saved: int = 0) -> list[list[Row]]:
     """Rows in groups whose neighbours (in token order) share at least `min_tokens` and `fraction` of the
     shorter row's leading tokens: e.g. the questions of one few-shot subject. Rows sharing little stay
-    together in one group (order within a group does not matter to the caller).
+    together in one loose group (order within a group does not matter to the caller), and so do the rows of
+    a group that would save fewer than `min_saved` tokens by running their common prefix once
+    ((rows - 1) x the prefix all of them share): two zero-shot HellaSwag items with the same opening
+    sentence are not worth a batch of their own.
     """
     ordered = sorted(rows, key=lambda row: row.tokens)
     runs: list[list[Row]] = []
+    shared: list[int] = []  # the leading tokens every row of the run has in common
     for row in ordered:
         if runs:
             last = runs[-1][-1].tokens
-            if common_prefix_length(last, row.tokens) >= max(min_tokens, fraction * min(len(last), len(row.tokens))):
+            n = common_prefix_length(last, row.tokens)
+            if n >= max(min_tokens, fraction * min(len(last), len(row.tokens))):
                 runs[-1].append(row)
+                shared[-1] = min(shared[-1], n)
                 continue
         runs.append([row])
-    loose = [run[0] for run in runs if len(run) == 1]
-    return [run for run in runs if len(run) > 1] + ([loose] if loose else [])
+        shared.append(len(row.tokens))
+    kept = [run for run, n in zip(runs, shared) if len(run) > 1 and (len(run) - 1) * n >= min_saved]
+    loose = [row for run, n in zip(runs, shared) if not (len(run) > 1 and (len(run) - 1) * n >= min_saved)
+             for row in run]
+    return kept + ([loose] if loose else [])
+
+
+def plan_batches(lengths: Sequence[int], max_rows: int, overhead_tokens: float | None) -> list[tuple[int, int]]:
+    """Cut rows sorted longest first (`lengths` non-increasing) into consecutive batches [i, j) of at most
+    `max_rows` rows, minimising the sum over batches of `overhead_tokens` + rows x longest row: the padded
+    tokens a batch computes plus what a forward pass costs whatever its size (per-layer weight reads and
+    kernel launches, in tokens' worth of compute). A long tail of a few long rows then joins a batch
+    with some padding instead of running as batches of one or two, and short rows do not pad up to long
+    ones. `overhead_tokens` None: plain consecutive batches of `max_rows`.
+    """
+    n = len(lengths)
+    if overhead_tokens is None:
+        return [(i, min(i + max_rows, n)) for i in range(0, n, max_rows)]
+    best = [0.0] + [float("inf")] * n  # best[j]: cheapest cost of rows [0, j)
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(max(0, j - max_rows), j):
+            cost = best[i] + overhead_tokens + (j - i) * lengths[i]
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    bounds = []
+    j = n
+    while j > 0:
+        bounds.append((cut[j], j))
+        j = cut[j]
+    return bounds[::-1]
 
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int], limit: int | None = None) -> int:
