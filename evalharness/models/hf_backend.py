@@ -38,7 +38,9 @@ MIN_SAVED_PREFIX_TOKENS = 256
 
 # What one more forward pass costs, in tokens' worth of compute (a [1, 110] bf16 batch of SmolLM2-135M took
 # 54 ms, a [16, 110] one 330 ms: about 35 ms, or 200 tokens, of fixed cost per pass): batches are cut to
-# minimise padded tokens + this per batch (packing.plan_batches).
+# minimise padded tokens + this per batch (packing.plan_batches). Less than that measurement, because a float32
+# pass costs fewer tokens' worth: 128 and 256 gave the same 1.06x in bfloat16, 128 the better one in float32
+# (1.04x vs 1.03x; README, levers table).
 BATCH_OVERHEAD_TOKENS = 128
 
 # With prefix sharing available, contexts longer than this are not packed: each choice gets its own row, the
