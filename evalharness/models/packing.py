@@ -168,10 +168,9 @@ def prefix_groups(rows: Sequence[Row], fraction: float, min_tokens: int, min_sav
                 continue
         runs.append([row])
         shared.append(len(row.tokens))
-    kept = [run for run, n in zip(runs, shared) if len(run) > 1 and (len(run) - 1) * n >= min_saved]
-    loose = [row for run, n in zip(runs, shared) if not (len(run) > 1 and (len(run) - 1) * n >= min_saved)
-             for row in run]
-    return kept + ([loose] if loose else [])
+    worth = [len(run) > 1 and (len(run) - 1) * n >= min_saved for run, n in zip(runs, shared)]
+    loose = [row for run, ok in zip(runs, worth) if not ok for row in run]
+    return [run for run, ok in zip(runs, worth) if ok] + ([loose] if loose else [])
 
 
 def plan_batches(lengths: Sequence[int], max_rows: int, overhead_tokens: float | None) -> list[tuple[int, int]]:
