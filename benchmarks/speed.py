@@ -534,8 +534,12 @@ def main(argv: list[str] | None = None) -> int:
     # applied here so that both tools run with it (it is per process; evalharness's CPU backend sets it anyway)
     allocator = keep_freed_memory()
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    # the dtypes whose matmul rate an MFU figure needs: those asked for, evalharness's default for the defaults
+    # configuration, float32 always
     used = {d for spec in (args.configs, args.mpt_dtypes, args.lever_dtypes) for d in spec.split(",")} | {"float32"}
-    dtypes = [d for d in ("float32", "bfloat16") if d in used or (d == "bfloat16" and fast_bf16)]
+    if "defaults" in args.configs.split(","):
+        used.add(default_dtype("cpu"))
+    dtypes = [d for d in ("float32", "bfloat16") if d in used]
     rates = {d: matmul_rate(getattr(torch, d)) for d in dtypes}
     args.rates = rates
     print(f"machine: {cpu}, {os.cpu_count()} cores, {args.threads} torch threads; python {platform.python_version()}, "

@@ -182,10 +182,10 @@ class HFCausalLM:
         groups = (prefix_groups(rows, SHARED_FRACTION, MIN_SHARED_PREFIX, MIN_SAVED_PREFIX_TOKENS)
                   if self.share_prefix else [rows])
         batches: list[list[Row]] = []
-        for group in sorted(groups, key=lambda g: -max(len(row.tokens) for row in g)):
-            ordered = sorted(group, key=lambda row: -len(row.tokens))
-            bounds = plan_batches([len(row.tokens) for row in ordered], self.batch_size, self.batch_overhead_tokens)
-            batches += [ordered[i:j] for i, j in bounds]
+        ordered = [sorted(group, key=lambda row: -len(row.tokens)) for group in groups]  # each longest first
+        for group in sorted(ordered, key=lambda g: -len(g[0].tokens)):  # the group with the longest row first
+            bounds = plan_batches([len(row.tokens) for row in group], self.batch_size, self.batch_overhead_tokens)
+            batches += [group[i:j] for i, j in bounds]
         return batches
 
     def _score_batch(self, batch: Sequence[Row]) -> list[tuple[int, LoglikelihoodResult]]:
