@@ -425,6 +425,7 @@ LEVERS = {
     "full LM head at every position": {"_split_head": False},
     "log-probs read from the whole batch's logits at once": {"read_chunk": 1 << 30},
     "shared prefix not run once": {"share_prefix": False},
+    "eager RMSNorm and rotary embedding (no fused kernels)": {"fused_ops": False},
 }
 
 
@@ -453,8 +454,10 @@ def lever_benchmark(args: argparse.Namespace) -> dict:
         items = Task(registry.get(t), args.data_dir).build_items(limit=limit, num_fewshot=args.lever_shots)
         requests += [r for it in items for r in it.requests]
     out: dict[str, Any] = {}
+    wanted = [w for w in (args.lever_only or "").split(",") if w]
+    levers_run = {k: v for k, v in LEVERS.items() if not v or not wanted or any(w in k for w in wanted)}
     models: list[tuple[str, Any, dict]] = [
-        ("smollm2 " + d, AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=getattr(torch, d)).eval(), LEVERS)
+        ("smollm2 " + d, AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=getattr(torch, d)).eval(), levers_run)
         for d in args.lever_dtypes.split(",")]
     if args.mpt or args.mpt_only:
         mpt, mtok = build_random_mpt(args.tokenizer_dir)
@@ -511,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lever-dtypes", default=None, help="default: float32,bfloat16 (float32 where bf16 is slow)")
     p.add_argument("--lever-shots", type=int, default=None,
                    help="few-shot examples per item in --levers (default: each task's own; MMLU's 5 dev rows share a prefix)")
+    p.add_argument("--lever-only", default=None,
+                   help="with --levers: only the levers whose names contain one of these comma-separated words")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     if args.data_dir is None:

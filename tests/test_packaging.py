@@ -54,6 +54,8 @@ def test_wheel_contains_resources_with_same_bytes(wheel):
     assert {"hellaswag_context.jinja", "jeopardy.jinja", "mmlu.jinja", "piqa.jinja"} <= jinjas
     assert "evalharness/_resources/reports/README.md" in names
     assert "evalharness/__init__.py" in names and "evalharness/cli.py" in names
+    # the fused kernels' C++ source is compiled from the installed package on first use
+    assert "evalharness/models/fused_ops.cpp" in names
     assert not any(n.startswith(("tests/", "tasks/", "prompts/", "reports/")) for n in names)
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     with zipfile.ZipFile(wheel) as zf:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, Callable, Sequence
 
 import torch
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 
 from ..requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, cut_at_stop
 from .cpu_allocator import keep_freed_memory
+from .fused_ops import fused_llama_ops, fusable_modules, load_fused_ops
 from .mpt_attention import is_fsdp_module, mpt_hidden_states, supports_fast_mpt
 from .packing import Row, allowed_mask, common_prefix_length, plan_batches, plan_rows, prefix_groups
 
@@ -70,7 +72,8 @@ class HFCausalLM:
     positions whose log-probs are read, and its log-softmax is reduced in cache-sized blocks
     (read_logprobs). HF MPT runs through our own scaled-dot-product attention with ALiBi (mpt_attention.py)
     instead of transformers' eager attention. On the CPU, glibc is told to keep freed memory for the next
-    batch (cpu_allocator.py, process-wide).
+    batch (cpu_allocator.py, process-wide), and Llama's RMSNorm and rotary embedding run fused kernels while a
+    batch is scored (fused_ops.py; `fused_ops = False` turns them off).
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer, *, batch_size: int = 16, max_length: int | None = None,
@@ -98,6 +101,8 @@ class HFCausalLM:
         self.batch_overhead_tokens: float | None = BATCH_OVERHEAD_TOKENS
         self.mask_free = True  # plain (unpacked) batches run without a padding mask (see _logits_at)
         self.read_chunk = READ_CHUNK  # rows of logits reduced at a time (read_logprobs)
+        # Llama's RMSNorm and rotary embedding through one-pass CPU kernels while scoring (fused_ops.py), when it has them
+        self.fused_ops = self.device.type == "cpu" and bool(fusable_modules(model))
         # a batch whose rows start with the same long prefix runs it once, through a KV cache. Not with FSDP:
         # the extra pass would gather the shards on some ranks and not others, so their collectives would not pair.
         self.share_prefix = not _is_sharded(model) and (
@@ -214,7 +219,8 @@ class HFCausalLM:
                 targets += s.targets
                 members.append(s)
         targets_t = torch.tensor(targets, dtype=torch.long)
-        with torch.inference_mode():
+        ops = load_fused_ops() if self.fused_ops else None
+        with torch.inference_mode(), fused_llama_ops(self.model, ops) if ops is not None else nullcontext():
             logits = self._logits_at(input_ids.to(self.device), attention_mask.to(self.device),
                                      torch.tensor(b_idx, dtype=torch.long), torch.tensor(p_idx, dtype=torch.long),
                                      positions, segments, prefix=self._shared_prefix(batch))

@@ -1,0 +1,221 @@
+"""Fused CPU kernels for the element-wise parts of Llama decoder layers, swapped in while the backend scores.
+
+On the CPU, a small model's forward spends a large share of its time in memory-bound element-wise passes:
+LlamaRMSNorm alone is eight of them (to float32, pow, mean, add, rsqrt, mul, back to the dtype, mul by the
+weight), the rotary embedding of queries and keys six (mul, slice, neg, cat, mul, add). fused_ops.cpp does
+each in one pass with the same arithmetic (the same roundings in bfloat16; the one difference, the order of a
+float32 sum, is in the .cpp header). The MLP's SiLU x product was tried too and is not fused: torch's own
+vectorised SiLU and product together were as fast as a fused pass (README, levers table).
+
+The kernels are compiled on first use (torch.utils.cpp_extension with ninja and the system C++ compiler, about
+30-40 s) into the evalharness cache, keyed by the source, the compiler flags, the CPU's instruction-set flags and
+the torch version. If that is impossible (no compiler), scoring goes on with the eager modules and one warning.
+`EVALHARNESS_FUSED_OPS=0` turns them off.
+
+`fused_llama_ops(model)` swaps the kernels in for the duration of a `with` block by giving the model's own
+LlamaRMSNorm and LlamaAttention instances a `forward` attribute (removed again on exit); nothing global
+changes, and modules of any other class (including FSDP-wrapped ones) are left alone. The replacements are written
+against the transformers source they replace: each is used only while that source is byte for byte the one they
+were checked against (KNOWN_SOURCES), so a transformers upgrade that changes one turns its swap off rather than
+computing something else. They fall back to the eager forward for anything the kernels do not take (autograd,
+non-CPU tensors, other dtypes).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import os
+import platform
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+ENV = "EVALHARNESS_FUSED_OPS"
+SOURCE = Path(__file__).with_name("fused_ops.cpp")
+CFLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math",
+          "-mprefer-vector-width=512", "-fopenmp"]
+
+# sha256 (first 16 hex digits) of the transformers code each replacement stands in for (transformers 5.23.0)
+KNOWN_SOURCES = {
+    "LlamaRMSNorm.forward": "3480f6ca9ea40b53",
+    "LlamaAttention.forward": "544a556ba10f473f",
+    "apply_rotary_pos_emb": "a6dd2967da96713e",
+    "rotate_half": "3ef6f9c768ce9c6a",
+}
+
+_lock = threading.Lock()
+_loaded: Any = None
+_tried = False
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def build_name() -> str:
+    """The extension's name: changes with the source, flags, CPU features and torch version."""
+    digest = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), " ".join(CFLAGS).encode(), _cpu_flags().encode(), torch.__version__.encode(),
+                 platform.machine().encode(), sys.version.encode()):
+        digest.update(part)
+    return "evalharness_fused_ops_" + digest.hexdigest()[:16]
+
+
+def load_fused_ops() -> Any | None:
+    """The compiled kernels (building them on first use), or None if turned off or they cannot be built."""
+    global _loaded, _tried
+    if not enabled():
+        return None
+    with _lock:
+        if _tried:
+            return _loaded
+        _tried = True
+        try:
+            from torch.utils.cpp_extension import load
+
+            from .embedded import cache_root
+
+            name = build_name()
+            build_dir = cache_root() / "kernels" / name
+            build_dir.mkdir(parents=True, exist_ok=True)
+            if not any(build_dir.glob("*.so")):
+                print("evalharness: compiling the fused CPU kernels (once per machine, ~40 s)", file=sys.stderr,
+                      flush=True)
+            _loaded = load(name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS, extra_ldflags=["-fopenmp"],
+                           build_directory=str(build_dir), verbose=False)
+        except Exception as exc:  # no compiler, no ninja, a failed build: the eager modules still work
+            print(f"evalharness: fused CPU kernels unavailable, using the eager modules ({type(exc).__name__}: "
+                  f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}); set {ENV}=0 to skip "
+                  f"the attempt", file=sys.stderr, flush=True)
+            _loaded = None
+        return _loaded
+
+
+def source_digest(fn: Any) -> str:
+    return hashlib.sha256(inspect.cleandoc(inspect.getsource(fn)).encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def swappable_kinds() -> frozenset[str]:
+    """Which replacements match the installed transformers: "rms_norm", "attention"."""
+    try:
+        from transformers.models.llama import modeling_llama as llama
+    except ImportError:  # pragma: no cover - transformers always ships Llama
+        return frozenset()
+
+    def same(*names: str) -> bool:
+        try:
+            return all(source_digest(_attr(llama, n)) == KNOWN_SOURCES[n] for n in names)
+        except (OSError, TypeError, AttributeError):  # no source files (frozen install): no swap
+            return False
+
+    kinds = {"rms_norm": same("LlamaRMSNorm.forward"),
+             "attention": same("LlamaAttention.forward", "apply_rotary_pos_emb", "rotate_half")
+             and hasattr(llama, "ALL_ATTENTION_FUNCTIONS") and hasattr(llama, "eager_attention_forward")}
+    return frozenset(k for k, ok in kinds.items() if ok)
+
+
+def _attr(module: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        module = getattr(module, part)
+    return module
+
+
+def _kernel_ok(x: torch.Tensor, *others: torch.Tensor) -> bool:
+    """True if the kernels may replace the eager ops on these tensors."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.bfloat16)
+        and not (torch.is_grad_enabled() and (x.requires_grad or any(o.requires_grad for o in others)))
+        and all(o.dtype == x.dtype and o.device == x.device and o.is_contiguous() for o in others)
+    )
+
+
+def _rms_norm_forward(module: Any, ops: Any, hidden_states: torch.Tensor) -> torch.Tensor:
+    if _kernel_ok(hidden_states, module.weight):
+        return ops.rms_norm(hidden_states.contiguous(), module.weight, float(module.variance_epsilon))
+    return type(module).forward(module, hidden_states)
+
+
+def _attention_forward(module: Any, ops: Any, hidden_states: torch.Tensor,
+                       position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+                       attention_mask: torch.Tensor | None = None, past_key_values: Any = None,
+                       **kwargs: Any) -> tuple[torch.Tensor, Any]:
+    """LlamaAttention.forward (transformers 5.23.0) with the rotary embedding through the kernel."""
+    cos, sin = position_embeddings if position_embeddings is not None else (None, None)
+    if (cos is None or hidden_states.dim() != 3 or cos.dim() != 3 or cos.shape[1] != hidden_states.shape[1]
+            or not _kernel_ok(hidden_states, cos, sin) or module.training):
+        return type(module).forward(module, hidden_states, position_embeddings, attention_mask, past_key_values,
+                                    **kwargs)
+    from transformers.models.llama.modeling_llama import ALL_ATTENTION_FUNCTIONS, eager_attention_forward
+
+    input_shape = hidden_states.shape[:-1]
+    hidden_shape = (*input_shape, -1, module.head_dim)
+    cos, sin = cos.contiguous(), sin.contiguous()
+    query_states = ops.rope(module.q_proj(hidden_states).view(hidden_shape), cos, sin).transpose(1, 2)
+    key_states = ops.rope(module.k_proj(hidden_states).view(hidden_shape), cos, sin).transpose(1, 2)
+    value_states = module.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+    if past_key_values is not None:
+        key_states, value_states = past_key_values.update(key_states, value_states, module.layer_idx)
+    attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(module.config._attn_implementation,
+                                                                eager_attention_forward)
+    attn_output, attn_weights = attention_interface(module, query_states, key_states, value_states, attention_mask,
+                                                    dropout=0.0, scaling=module.scaling, **kwargs)
+    attn_output = attn_output.reshape(*input_shape, -1).contiguous()
+    return module.o_proj(attn_output), attn_weights
+
+
+_FORWARDS = {"rms_norm": _rms_norm_forward, "attention": _attention_forward}
+
+
+def fusable_modules(model: torch.nn.Module) -> list[tuple[torch.nn.Module, str]]:
+    """(module, kind) for every module of the model the kernels can stand in for: exactly LlamaRMSNorm and
+    LlamaAttention (not subclasses, which may compute something else, nor FSDP-wrapped copies), each only if
+    its transformers source is the known one (swappable_kinds)."""
+    kinds = swappable_kinds()
+    if not kinds:
+        return []
+    from transformers.models.llama.modeling_llama import LlamaAttention, LlamaRMSNorm
+
+    found = []
+    for module in model.modules():
+        if type(module) is LlamaRMSNorm and "rms_norm" in kinds:
+            found.append((module, "rms_norm"))
+        elif type(module) is LlamaAttention and "attention" in kinds:
+            found.append((module, "attention"))
+    return found
+
+
+@contextmanager
+def fused_llama_ops(model: torch.nn.Module, ops: Any | None = None) -> Iterator[int]:
+    """Within the block, the model's Llama norms and attentions run the fused kernels; yields how many
+    modules were swapped (0 if the kernels are unavailable or the model has none)."""
+    ops = ops if ops is not None else load_fused_ops()
+    swapped: list[torch.nn.Module] = []
+    if ops is not None:
+        for module, kind in fusable_modules(model):
+            if "forward" in module.__dict__:  # someone else's instance override: leave it
+                continue
+            module.forward = functools.partial(_FORWARDS[kind], module, ops)
+            swapped.append(module)
+    try:
+        yield len(swapped)
+    finally:
+        for module in swapped:
+            module.__dict__.pop("forward", None)
