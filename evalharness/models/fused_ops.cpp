@@ -54,8 +54,6 @@ struct F32 {
   }
   static inline void store(T* p, v16f f) { std::memcpy(p, &f, sizeof f); }
   static inline v16f round(v16f f) { return f; }
-  static inline float load1(T v) { return v; }
-  static inline T store1(float f) { return f; }
 };
 
 struct BF16 {
@@ -70,28 +68,20 @@ struct BF16 {
     std::memcpy(p, &h, sizeof h);
   }
   static inline v16f round(v16f f) { return float_of(bf16_bits(f) << 16); }
-  static inline float load1(T v) {
-    uint32_t u = static_cast<uint32_t>(v) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-  }
-  static inline T store1(float f) {
-    v16f v = v16f{} + f;
-    return static_cast<T>(bf16_bits(v)[0]);
-  }
 };
 
-// Copies up to 16 values into a zero-padded block and back, for row tails shorter than a vector.
+// n <= 16 values: a whole vector, or a row's tail through a zero-padded block.
 template <typename S>
-inline v16f load_tail(const typename S::T* p, int64_t n) {
+inline v16f load_n(const typename S::T* p, int64_t n) {
+  if (n == kLanes) return S::load(p);
   typename S::T buf[kLanes] = {};
   std::memcpy(buf, p, n * sizeof(typename S::T));
   return S::load(buf);
 }
 
 template <typename S>
-inline void store_tail(typename S::T* p, v16f f, int64_t n) {
+inline void store_n(typename S::T* p, v16f f, int64_t n) {
+  if (n == kLanes) return S::store(p, f);
   typename S::T buf[kLanes];
   S::store(buf, f);
   std::memcpy(p, buf, n * sizeof(typename S::T));
@@ -108,7 +98,7 @@ void rms_norm_row(const typename S::T* __restrict x, const typename S::T* __rest
     acc += v * v;
   }
   if (j < dim) {
-    v16f v = load_tail<S>(x + j, dim - j);
+    v16f v = load_n<S>(x + j, dim - j);
     acc += v * v;
   }
   float sum = 0.0f;
@@ -116,7 +106,7 @@ void rms_norm_row(const typename S::T* __restrict x, const typename S::T* __rest
   const float inv = 1.0f / std::sqrt(sum / static_cast<float>(dim) + eps);
   for (j = 0; j + kLanes <= dim; j += kLanes) S::store(out + j, S::load(w + j) * S::round(S::load(x + j) * inv));
   if (j < dim)
-    store_tail<S>(out + j, load_tail<S>(w + j, dim - j) * S::round(load_tail<S>(x + j, dim - j) * inv), dim - j);
+    store_n<S>(out + j, load_n<S>(w + j, dim - j) * S::round(load_n<S>(x + j, dim - j) * inv), dim - j);
 }
 
 template <typename S>
@@ -134,23 +124,11 @@ void rope_head(const typename S::T* __restrict x, const typename S::T* __restric
                typename S::T* __restrict o, int64_t half) {
   for (int64_t k = 0; k < half; k += kLanes) {
     const int64_t n = half - k < kLanes ? half - k : kLanes;
-    v16f x1, x2, c1, c2, s1, s2;
-    if (n == kLanes) {
-      x1 = S::load(x + k), x2 = S::load(x + half + k), c1 = S::load(c + k), c2 = S::load(c + half + k);
-      s1 = S::load(s + k), s2 = S::load(s + half + k);
-    } else {
-      x1 = load_tail<S>(x + k, n), x2 = load_tail<S>(x + half + k, n), c1 = load_tail<S>(c + k, n);
-      c2 = load_tail<S>(c + half + k, n), s1 = load_tail<S>(s + k, n), s2 = load_tail<S>(s + half + k, n);
-    }
-    v16f lo = S::round(S::round(x1 * c1) + S::round(-x2 * s1));
-    v16f hi = S::round(S::round(x2 * c2) + S::round(x1 * s2));
-    if (n == kLanes) {
-      S::store(o + k, lo);
-      S::store(o + half + k, hi);
-    } else {
-      store_tail<S>(o + k, lo, n);
-      store_tail<S>(o + half + k, hi, n);
-    }
+    const v16f x1 = load_n<S>(x + k, n), x2 = load_n<S>(x + half + k, n);
+    const v16f lo = S::round(S::round(x1 * load_n<S>(c + k, n)) + S::round(-x2 * load_n<S>(s + k, n)));
+    const v16f hi = S::round(S::round(x2 * load_n<S>(c + half + k, n)) + S::round(x1 * load_n<S>(s + half + k, n)));
+    store_n<S>(o + k, lo, n);
+    store_n<S>(o + half + k, hi, n);
   }
 }
 
@@ -216,7 +194,7 @@ torch::Tensor rope(torch::Tensor x, torch::Tensor cos, torch::Tensor sin) {
   TORCH_CHECK(dim % 2 == 0 && cos.size(1) == length && cos.size(2) == dim && (cos.size(0) == 1 || cos.size(0) == batch),
               "cos/sin must be [B or 1, T, D] for x [B, T, H, D], D even");
   auto out = torch::empty_like(x);
-  const bool shared = cos.size(0) == 1 && batch > 1;
+  const bool shared = cos.size(0) == 1;
   if (bf16)
     rope_impl<BF16>(ptr<uint16_t>(x), ptr<uint16_t>(cos), ptr<uint16_t>(sin), ptr<uint16_t>(out), batch, length, heads,
                     dim, shared);

@@ -8,7 +8,7 @@ float32 sum, is in the .cpp header). The MLP's SiLU x product was tried too and 
 vectorised SiLU and product together were as fast as a fused pass (README, levers table).
 
 The kernels are compiled on first use (torch.utils.cpp_extension with ninja and the system C++ compiler, about
-30-40 s) into the evalharness cache, keyed by the source, the compiler flags, the CPU's instruction-set flags and
+30 s) into the evalharness cache, keyed by the source, the compiler flags, the CPU's instruction-set flags and
 the torch version. If that is impossible (no compiler), scoring goes on with the eager modules and one warning.
 `EVALHARNESS_FUSED_OPS=0` turns them off.
 
@@ -95,7 +95,7 @@ def load_fused_ops() -> Any | None:
             build_dir = cache_root() / "kernels" / name
             build_dir.mkdir(parents=True, exist_ok=True)
             if not any(build_dir.glob("*.so")):
-                print("evalharness: compiling the fused CPU kernels (once per machine, ~40 s)", file=sys.stderr,
+                print("evalharness: compiling the fused CPU kernels (once per machine, about 30 s)", file=sys.stderr,
                       flush=True)
             _loaded = load(name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS, extra_ldflags=["-fopenmp"],
                            build_directory=str(build_dir), verbose=False)
@@ -167,7 +167,6 @@ def _attention_forward(module: Any, ops: Any, hidden_states: torch.Tensor,
 
     input_shape = hidden_states.shape[:-1]
     hidden_shape = (*input_shape, -1, module.head_dim)
-    cos, sin = cos.contiguous(), sin.contiguous()
     query_states = ops.rope(module.q_proj(hidden_states).view(hidden_shape), cos, sin).transpose(1, 2)
     key_states = ops.rope(module.k_proj(hidden_states).view(hidden_shape), cos, sin).transpose(1, 2)
     value_states = module.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, cut_at_stop
 from .cpu_allocator import keep_freed_memory
-from .fused_ops import fused_llama_ops, fusable_modules, load_fused_ops
+from .fused_ops import fused_llama_ops, fusable_modules
 from .mpt_attention import is_fsdp_module, mpt_hidden_states, supports_fast_mpt
 from .packing import Row, allowed_mask, common_prefix_length, plan_batches, plan_rows, prefix_groups
 
@@ -219,8 +219,7 @@ class HFCausalLM:
                 targets += s.targets
                 members.append(s)
         targets_t = torch.tensor(targets, dtype=torch.long)
-        ops = load_fused_ops() if self.fused_ops else None
-        with torch.inference_mode(), fused_llama_ops(self.model, ops) if ops is not None else nullcontext():
+        with torch.inference_mode(), fused_llama_ops(self.model) if self.fused_ops else nullcontext():
             logits = self._logits_at(input_ids.to(self.device), attention_mask.to(self.device),
                                      torch.tensor(b_idx, dtype=torch.long), torch.tensor(p_idx, dtype=torch.long),
                                      positions, segments, prefix=self._shared_prefix(batch))
