@@ -93,6 +93,86 @@ def test_kernels_refuse_bad_operands(ops):
         ops.rms_norm(torch.ones(2, 4, dtype=torch.float64), torch.ones(4, dtype=torch.float64), 1e-5)
 
 
+def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor,
+                        scale: float) -> torch.Tensor:
+    """softmax(scale q k^T over allowed keys) v in float64 with the key/value heads repeated; [B, Tq, H, D]."""
+    group = q.shape[1] // k.shape[1]
+    k, v = k.double().repeat_interleave(group, 1), v.double().repeat_interleave(group, 1)
+    scores = (q.double() @ k.transpose(-1, -2) * scale).masked_fill(~allowed, float("-inf"))
+    return (scores.softmax(-1) @ v).transpose(1, 2)
+
+
+def test_attention_hand_computed(ops):
+    # one head, D = 16, two keys: q . k = [0, ln 3] (scale 1), so the weights are [1/4, 3/4]; values 4 and 8 -> 7
+    q = torch.zeros(1, 1, 2, 16)
+    q[0, 0, 1, 0] = math.log(3.0)
+    k = torch.zeros(1, 1, 2, 16)
+    k[0, 0, 1, 0] = 1.0
+    v = torch.stack([torch.full((16,), 4.0), torch.full((16,), 8.0)])[None, None]
+    out = ops.attention(q, k, v, None, 1.0)  # causal: query 0 sees key 0 only, query 1 both
+    assert out.shape == (1, 2, 1, 16)
+    assert out[0, 0, 0].tolist() == pytest.approx([4.0] * 16, abs=1e-6)
+    assert out[0, 1, 0].tolist() == pytest.approx([0.25 * 4 + 0.75 * 8] * 16, rel=1e-6)
+    # a mask that lets query 0 see only key 1 and query 1 nothing (a row that may attend nothing gets zeros)
+    mask = torch.tensor([[False, True], [False, False]])[None, None]
+    out = ops.attention(q, k, v, mask, 1.0)
+    assert out[0, 0, 0].tolist() == pytest.approx([8.0] * 16) and out[0, 1, 0].tolist() == [0.0] * 16
+
+
+@pytest.mark.parametrize("shape", [  # B, H, KV, Tq, Tk, D
+    (3, 6, 2, 37, 37, 64),    # grouped heads, a key count that is not a multiple of 16
+    (2, 4, 4, 70, 70, 32),    # one key/value head per query head, more than 64 keys (several score blocks)
+    (2, 2, 1, 1, 23, 48),     # one query over all keys (decoding), D of three vectors
+    (2, 4, 2, 9, 150, 128),   # few queries after a long cache (the shared-prefix pass), D of eight vectors
+])
+@pytest.mark.parametrize("masked", [False, True])
+def test_attention_matches_reference(ops, shape, masked):
+    b, h, kv, tq, tk, d = shape
+    g = torch.Generator().manual_seed(tq * tk + d)
+    # laid out as LlamaAttention makes them: [B, T, heads, D] transposed to [B, heads, T, D] (strided views)
+    q = (torch.randn(b, tq, h, d, generator=g) * 2).transpose(1, 2)
+    k = (torch.randn(b, tk, kv, d, generator=g) * 2).transpose(1, 2)
+    v = torch.randn(b, tk, kv, d, generator=g).transpose(1, 2)
+    causal = torch.arange(tq)[:, None] + (tk - tq) >= torch.arange(tk)[None, :]
+    mask = None
+    allowed = causal.expand(b, 1, tq, tk)
+    if masked:  # a block mask as packed rows have: causal, and some keys hidden from some rows
+        mask = (causal & (torch.rand(b, 1, tq, tk, generator=g) > 0.3)).clone()
+        mask[..., 0] = True  # every query may see something
+        allowed = mask
+    want = reference_attention(q, k, v, allowed, d ** -0.5)
+    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 2 ** -7)):
+        got = ops.attention(q.to(dtype), k.to(dtype), v.to(dtype), mask, d ** -0.5)
+        assert got.dtype == dtype and got.shape == (b, tq, h, d)
+        exact = reference_attention(q.to(dtype), k.to(dtype), v.to(dtype), allowed, d ** -0.5)  # same inputs
+        # float32 as close as torch's own sdpa kernel comes (3e-6 here); bfloat16: the float32 result rounded once
+        assert torch.allclose(got.double(), exact, rtol=tol, atol=tol)
+    assert torch.allclose(ops.attention(q, k, v, mask, d ** -0.5).double(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_matches_torch_sdpa(ops):
+    """The same as torch's scaled_dot_product_attention (what transformers' sdpa runs) on a causal batch."""
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(4, 9, 40, 64, generator=g), torch.randn(4, 3, 40, 64, generator=g),
+               torch.randn(4, 3, 40, 64, generator=g))
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True).transpose(1, 2)
+    assert torch.allclose(ops.attention(q, k, v, None, 64 ** -0.5), want, rtol=1e-5, atol=1e-6)
+
+
+def test_attention_refuses_bad_operands(ops):
+    q, k = torch.ones(1, 4, 3, 16), torch.ones(1, 2, 3, 16)
+    with pytest.raises(RuntimeError, match="multiple of the key/value heads"):
+        ops.attention(q, torch.ones(1, 3, 3, 16), torch.ones(1, 3, 3, 16), None, 1.0)
+    with pytest.raises(RuntimeError, match="multiple of 16"):
+        ops.attention(torch.ones(1, 4, 3, 8), torch.ones(1, 2, 3, 8), torch.ones(1, 2, 3, 8), None, 1.0)
+    with pytest.raises(RuntimeError, match="boolean"):
+        ops.attention(q, k, k, torch.zeros(1, 1, 3, 3), 1.0)
+    with pytest.raises(RuntimeError, match="at least as many keys"):
+        ops.attention(q, k[:, :, :2], k[:, :, :2], None, 1.0)
+    with pytest.raises(RuntimeError, match="one dtype"):
+        ops.attention(q, k.bfloat16(), k, None, 1.0)
+
+
 def _tiny_llama(dtype: torch.dtype = torch.float32) -> LlamaForCausalLM:
     config = LlamaConfig(vocab_size=50432, hidden_size=64, intermediate_size=176, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
@@ -147,6 +227,52 @@ def test_backend_scores_the_same_with_and_without_kernels(neox_tokenizer_dir):
         for a, b in zip(fused.loglikelihood(requests), eager.loglikelihood(requests)):
             assert a.logprob == pytest.approx(b.logprob, rel=rel, abs=abs_)
             assert a.num_tokens == b.num_tokens
+
+
+def test_attention_kernel_runs_for_every_batch_layout(neox_tokenizer_dir, monkeypatch):
+    """Plain causal batches, packed rows (block mask) and the shared-prefix pass (cache + mask) all reach the
+    kernel under sdpa, and score as transformers' own sdpa attention does."""
+    from evalharness.models import fused_ops
+
+    calls = []
+    real = fused_ops._attention_kernel_ok
+
+    def spy(module, q, k, mask, kwargs):
+        ok = real(module, q, k, mask, kwargs)
+        calls.append((q.shape[2], k.shape[2], None if mask is None else mask.dtype, ok))
+        return ok
+
+    monkeypatch.setattr(fused_ops, "_attention_kernel_ok", spy)
+    tok = AutoTokenizer.from_pretrained(neox_tokenizer_dir)
+    shared = " ".join(["The quick brown fox jumps over the lazy dog."] * 8)
+    requests = ([R("Question: what is two plus two? Answer:", c) for c in (" four of them", " five apples", " six")]
+                + [R(shared + f" item {i}:", " yes sir") for i in range(4)] + [R("Hello world", " again and again")])
+    model = _tiny_llama()
+    assert model.config._attn_implementation == "sdpa"
+    fused = HFCausalLM(model, tok, batch_size=8)
+    got = fused.loglikelihood(requests)
+    assert calls and all(ok for *_, ok in calls)
+    assert {(tq == tk, mask) for tq, tk, mask, _ in calls} >= {(True, None), (False, torch.bool), (True, torch.bool)}
+    eager = HFCausalLM(model, tok, batch_size=8)
+    eager.fused_ops = False
+    for a, b in zip(got, eager.loglikelihood(requests)):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+
+
+def test_attention_kernel_falls_back_when_it_would_compute_something_else(ops):
+    from evalharness.models.fused_ops import _attention_kernel_ok
+
+    model = _tiny_llama()
+    attn = model.model.layers[0].self_attn
+    q, k = torch.ones(2, 4, 5, 16), torch.ones(2, 2, 5, 16)
+    assert _attention_kernel_ok(attn, q, k, None, {"position_ids": None})
+    assert _attention_kernel_ok(attn, q, k, torch.ones(2, 1, 5, 5, dtype=torch.bool), {})
+    assert not _attention_kernel_ok(attn, q, k, torch.zeros(2, 1, 5, 5), {})  # an additive float mask
+    assert not _attention_kernel_ok(attn, q, torch.ones(2, 2, 7, 16), None, {})  # sdpa would align it top-left
+    assert not _attention_kernel_ok(attn, q, k, None, {"position_bias": torch.zeros(1)})  # a bias it does not add
+    assert not _attention_kernel_ok(attn, torch.ones(2, 4, 5, 8), torch.ones(2, 2, 5, 8), None, {})  # D of 8
+    model.config._attn_implementation = "eager"
+    assert not _attention_kernel_ok(attn, q, k, None, {})
 
 
 def test_other_families_are_not_swapped():

@@ -14,7 +14,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 namespace {
 
@@ -145,6 +147,179 @@ void rope_impl(const typename S::T* x, const typename S::T* cos, const typename 
   });
 }
 
+// ---- attention -------------------------------------------------------------------------------------------------
+// exp(x) for x <= 0 (scores minus their row maximum), in float32: x = n ln2 + r with n = floor(x / ln2 + 1/2),
+// |r| <= ln2 / 2, exp(r) by its degree-7 Taylor polynomial (relative error under 1e-8 before rounding), times 2^n
+// built from its bits.
+inline v16f exp_nonpositive(v16f x) {
+  const v16f lo = v16f{} - 87.0f;
+  x = x < lo ? lo : x;  // exp(-87) ~ 1.6e-38, the smallest normal floats; masked scores are zeroed by the caller
+  const v16f y = x * 1.44269504088896341f + 0.5f;
+  v16f n = __builtin_convertvector(__builtin_convertvector(y, v16i), v16f);  // truncation toward zero
+  n = n > y ? n - 1.0f : n;                                                 // floor
+  const v16f r = x - n * 0.693359375f - n * -2.12194440e-4f;                // ln2 in two parts
+  v16f p = v16f{} + 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const v16i e = (__builtin_convertvector(n, v16i) + 127) << 23;
+  v16f two_n;
+  std::memcpy(&two_n, &e, sizeof two_n);
+  return p * two_n;
+}
+
+constexpr int64_t kRows = 4;  // query rows per register block
+constexpr int64_t kCols = 4;  // vectors of 16 keys (scores) or 16 value channels (output) per register block
+
+// scores[r][j0 .. j0 + 16 C) = q_r . k_j for R query rows (float32, D values each) and keys transposed kt[D][ld].
+template <int64_t C>
+inline void score_block(const float* __restrict q, int64_t R, const float* __restrict kt, int64_t ld, int64_t D,
+                        int64_t j0, float scale, float* __restrict scores, int64_t lds) {
+  v16f acc[kRows][C] = {};
+  for (int64_t d = 0; d < D; ++d) {
+    v16f kv[C];
+    for (int64_t c = 0; c < C; ++c) std::memcpy(&kv[c], kt + d * ld + j0 + c * kLanes, sizeof(v16f));
+    for (int64_t r = 0; r < kRows; ++r) {
+      if (r < R) {
+        const v16f qb = v16f{} + q[r * D + d];
+        for (int64_t c = 0; c < C; ++c) acc[r][c] += qb * kv[c];
+      }
+    }
+  }
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t c = 0; c < C; ++c) {
+      const v16f s = acc[r][c] * scale;
+      std::memcpy(scores + r * lds + j0 + c * kLanes, &s, sizeof s);
+    }
+}
+
+// out_r[d0 .. d0 + 16 C) = sum_j p_r[j] v[j][d0 ..] for R rows of weights p (ldp apart) over keys [0, n).
+template <int64_t C>
+inline void weighted_sum_block(const float* __restrict p, int64_t R, int64_t ldp, const float* __restrict v, int64_t D,
+                               int64_t n, int64_t d0, v16f (*out)[kCols]) {
+  v16f acc[kRows][C] = {};
+  for (int64_t j = 0; j < n; ++j) {
+    v16f vv[C];
+    for (int64_t c = 0; c < C; ++c) std::memcpy(&vv[c], v + j * D + d0 + c * kLanes, sizeof(v16f));
+    for (int64_t r = 0; r < kRows; ++r) {
+      if (r < R) {
+        const v16f pb = v16f{} + p[r * ldp + j];
+        for (int64_t c = 0; c < C; ++c) acc[r][c] += pb * vv[c];
+      }
+    }
+  }
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t c = 0; c < C; ++c) out[r][c] = acc[r][c];
+}
+
+struct AttentionArgs {
+  const void *q, *k, *v;
+  const uint8_t* mask;  // allowed[b][i][j] or nullptr (causal, aligned to the last key)
+  void* out;            // [B, Tq, H, D], contiguous
+  int64_t B, H, KV, Tq, Tk, D;
+  int64_t qs[3], ks[3], vs[3];  // strides of dims 0..2 ([B, heads, T]); the last dimension is contiguous
+  int64_t ms[3];                // mask strides of dims 0, 2, 3 (dim 0 stride 0 when the mask is shared)
+  float scale;
+};
+
+// One (batch row, key/value head): every query head of its group, every query row.
+template <typename S>
+void attention_task(const AttentionArgs& a, int64_t b, int64_t kvh) {
+  using T = typename S::T;
+  const int64_t D = a.D, Tk = a.Tk, Tq = a.Tq, group = a.H / a.KV;
+  const int64_t ld = (Tk + kLanes - 1) / kLanes * kLanes;
+  std::vector<float> kt(D * ld, 0.0f), vf(Tk * D), q(kRows * D), p(kRows * ld);
+  const T* k = static_cast<const T*>(a.k) + b * a.ks[0] + kvh * a.ks[1];
+  const T* v = static_cast<const T*>(a.v) + b * a.vs[0] + kvh * a.vs[1];
+  for (int64_t j = 0; j < Tk; ++j)
+    for (int64_t d = 0; d < D; d += kLanes) {
+      const v16f kv = S::load(k + j * a.ks[2] + d);
+      for (int64_t l = 0; l < kLanes; ++l) kt[(d + l) * ld + j] = kv[l];
+      const v16f vv = S::load(v + j * a.vs[2] + d);
+      std::memcpy(&vf[j * D + d], &vv, sizeof vv);
+    }
+  v16f o[kRows][kCols];
+  for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
+    const T* qh = static_cast<const T*>(a.q) + b * a.qs[0] + h * a.qs[1];
+    for (int64_t i0 = 0; i0 < Tq; i0 += kRows) {
+      const int64_t R = std::min(kRows, Tq - i0);
+      int64_t hi[kRows], top = 0;  // keys [0, hi[r]) may be attended by row r
+      for (int64_t r = 0; r < R; ++r) {
+        const int64_t i = i0 + r;
+        if (a.mask == nullptr) {
+          hi[r] = std::min(Tk, i + (Tk - Tq) + 1);
+        } else {
+          const uint8_t* m = a.mask + b * a.ms[0] + i * a.ms[1];
+          hi[r] = Tk;
+          while (hi[r] > 0 && !m[(hi[r] - 1) * a.ms[2]]) --hi[r];
+        }
+        top = std::max(top, hi[r]);
+        for (int64_t d = 0; d < D; d += kLanes) {
+          const v16f qv = S::load(qh + i * a.qs[2] + d);
+          std::memcpy(&q[r * D + d], &qv, sizeof qv);
+        }
+      }
+      const int64_t top_pad = (top + kLanes - 1) / kLanes * kLanes;
+      int64_t j0 = 0;
+      for (; j0 + kCols * kLanes <= top_pad; j0 += kCols * kLanes)
+        score_block<kCols>(q.data(), R, kt.data(), ld, D, j0, a.scale, p.data(), ld);
+      switch ((top_pad - j0) / kLanes) {
+        case 3: score_block<3>(q.data(), R, kt.data(), ld, D, j0, a.scale, p.data(), ld); break;
+        case 2: score_block<2>(q.data(), R, kt.data(), ld, D, j0, a.scale, p.data(), ld); break;
+        case 1: score_block<1>(q.data(), R, kt.data(), ld, D, j0, a.scale, p.data(), ld); break;
+        default: break;
+      }
+      float inv[kRows];
+      for (int64_t r = 0; r < R; ++r) {  // softmax numerators in place; 0 for keys the row may not attend
+        float* pr = p.data() + r * ld;
+        const int64_t i = i0 + r;
+        const uint8_t* m = a.mask ? a.mask + b * a.ms[0] + i * a.ms[1] : nullptr;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < hi[r]; ++j) {
+          if (m && !m[j * a.ms[2]]) pr[j] = -INFINITY;
+          mx = std::max(mx, pr[j]);
+        }
+        for (int64_t j = hi[r]; j < top_pad; ++j) pr[j] = -INFINITY;
+        v16f sum = v16f{};
+        for (int64_t j = 0; j < top_pad; j += kLanes) {
+          v16f x;
+          std::memcpy(&x, pr + j, sizeof x);
+          const v16f z = x == -INFINITY ? v16f{} : exp_nonpositive(x - mx);  // (all -inf when nothing is allowed)
+          sum += z;
+          std::memcpy(pr + j, &z, sizeof z);
+        }
+        float total = 0.0f;
+        for (int64_t l = 0; l < kLanes; ++l) total += sum[l];
+        inv[r] = total > 0.0f ? 1.0f / total : 0.0f;  // a row that may attend nothing gets zeros
+      }
+      for (int64_t d0 = 0; d0 < D; d0 += kCols * kLanes) {
+        const int64_t C = std::min(kCols, (D - d0) / kLanes);
+        switch (C) {
+          case 4: weighted_sum_block<4>(p.data(), R, ld, vf.data(), D, top, d0, o); break;
+          case 3: weighted_sum_block<3>(p.data(), R, ld, vf.data(), D, top, d0, o); break;
+          case 2: weighted_sum_block<2>(p.data(), R, ld, vf.data(), D, top, d0, o); break;
+          default: weighted_sum_block<1>(p.data(), R, ld, vf.data(), D, top, d0, o); break;
+        }
+        for (int64_t r = 0; r < R; ++r) {
+          T* dst = static_cast<T*>(a.out) + (((b * Tq) + i0 + r) * a.H + h) * D + d0;
+          for (int64_t c = 0; c < C; ++c) S::store(dst + c * kLanes, o[r][c] * inv[r]);
+        }
+      }
+    }
+  }
+}
+
+template <typename S>
+void attention_impl(const AttentionArgs& a) {
+  at::parallel_for(0, a.B * a.KV, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) attention_task<S>(a, t / a.KV, t % a.KV);
+  });
+}
+
 void check_operand(const torch::Tensor& t, const char* name, at::ScalarType dtype) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be on the CPU");
   TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
@@ -203,7 +378,55 @@ torch::Tensor rope(torch::Tensor x, torch::Tensor cos, torch::Tensor sin) {
   return out;
 }
 
+// softmax(scale q k^T + mask) v for q [B, H, Tq, D], k and v [B, KV, Tk, D] (H a multiple of KV: query head h uses
+// key/value head h / (H / KV)); mask: a boolean [B or 1, 1, Tq, Tk] tensor of allowed keys, or None for causal
+// attention (query i sees keys 0 .. i + Tk - Tq). Scores, softmax and the weighted sum in float32. Returns
+// [B, Tq, H, D] in q's dtype, the layout transformers' attention functions return.
+torch::Tensor attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::optional<torch::Tensor> mask,
+                        double scale) {
+  const auto dtype = q.scalar_type();
+  const bool bf16 = is_bf16(q);
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "q, k, v must be [B, heads, T, D]");
+  for (const auto* t : {&q, &k, &v}) {
+    TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == dtype, "q, k, v must be CPU tensors of one dtype");
+    TORCH_CHECK(t->stride(3) == 1, "q, k, v must be contiguous in their last dimension");
+  }
+  AttentionArgs a{};
+  a.B = q.size(0); a.H = q.size(1); a.Tq = q.size(2); a.D = q.size(3); a.KV = k.size(1); a.Tk = k.size(2);
+  TORCH_CHECK(k.size(0) == a.B && v.sizes() == k.sizes() && k.size(3) == a.D, "k and v must be [B, KV, Tk, D] for q [B, H, Tq, D]");
+  TORCH_CHECK(a.KV > 0 && a.H % a.KV == 0, "the query heads must be a multiple of the key/value heads");
+  TORCH_CHECK(a.D % kLanes == 0, "the head dimension must be a multiple of 16");
+  torch::Tensor m;
+  if (mask.has_value()) {
+    m = *mask;
+    TORCH_CHECK(m.scalar_type() == at::kBool && m.device().is_cpu() && m.dim() == 4 && m.size(1) == 1 &&
+                    (m.size(0) == 1 || m.size(0) == a.B) && m.size(2) == a.Tq && m.size(3) == a.Tk,
+                "mask must be a boolean [B or 1, 1, Tq, Tk] tensor");
+    a.mask = reinterpret_cast<const uint8_t*>(m.data_ptr());
+    a.ms[0] = m.size(0) == 1 ? 0 : m.stride(0);
+    a.ms[1] = m.stride(2);
+    a.ms[2] = m.stride(3);
+  } else {
+    TORCH_CHECK(a.Tq <= a.Tk, "causal attention needs at least as many keys as queries");
+  }
+  for (int d = 0; d < 3; ++d) {
+    a.qs[d] = q.stride(d);
+    a.ks[d] = k.stride(d);
+    a.vs[d] = v.stride(d);
+  }
+  a.q = q.data_ptr(); a.k = k.data_ptr(); a.v = v.data_ptr();
+  a.scale = static_cast<float>(scale);
+  auto out = torch::empty({a.B, a.Tq, a.H, a.D}, q.options());
+  a.out = out.data_ptr();
+  if (bf16)
+    attention_impl<BF16>(a);
+  else
+    attention_impl<F32>(a);
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("rms_norm", &rms_norm, "LlamaRMSNorm over the last dimension");
   m.def("rope", &rope, "rotary position embedding of [B, T, H, D]");
+  m.def("attention", &attention, "softmax attention in float32, causal or masked, grouped heads");
 }

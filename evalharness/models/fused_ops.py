@@ -47,6 +47,7 @@ KNOWN_SOURCES = {
     "LlamaAttention.forward": "544a556ba10f473f",
     "apply_rotary_pos_emb": "a6dd2967da96713e",
     "rotate_half": "3ef6f9c768ce9c6a",
+    "sdpa_attention_forward": "a030d39b9274fbb1",
 }
 
 _lock = threading.Lock()
@@ -128,6 +129,13 @@ def swappable_kinds() -> frozenset[str]:
     kinds = {"rms_norm": same("LlamaRMSNorm.forward"),
              "attention": same("LlamaAttention.forward", "apply_rotary_pos_emb", "rotate_half")
              and hasattr(llama, "ALL_ATTENTION_FUNCTIONS") and hasattr(llama, "eager_attention_forward")}
+    try:  # the attention kernel stands in for transformers' sdpa function, inside the swapped LlamaAttention
+        from transformers.integrations import sdpa_attention
+
+        kinds["sdpa"] = kinds["attention"] and source_digest(sdpa_attention.sdpa_attention_forward) == \
+            KNOWN_SOURCES["sdpa_attention_forward"]
+    except (ImportError, OSError, TypeError, AttributeError):
+        pass
     return frozenset(k for k, ok in kinds.items() if ok)
 
 
@@ -157,7 +165,8 @@ def _attention_forward(module: Any, ops: Any, hidden_states: torch.Tensor,
                        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
                        attention_mask: torch.Tensor | None = None, past_key_values: Any = None,
                        **kwargs: Any) -> tuple[torch.Tensor, Any]:
-    """LlamaAttention.forward (transformers 5.23.0) with the rotary embedding through the kernel."""
+    """LlamaAttention.forward (transformers 5.23.0) with the rotary embedding through the kernel, and under sdpa the
+    attention itself (_attention_kernel_ok says when)."""
     cos, sin = position_embeddings if position_embeddings is not None else (None, None)
     if (cos is None or hidden_states.dim() != 3 or cos.dim() != 3 or cos.shape[1] != hidden_states.shape[1]
             or not _kernel_ok(hidden_states, cos, sin) or module.training):
@@ -172,12 +181,43 @@ def _attention_forward(module: Any, ops: Any, hidden_states: torch.Tensor,
     value_states = module.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
     if past_key_values is not None:
         key_states, value_states = past_key_values.update(key_states, value_states, module.layer_idx)
-    attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(module.config._attn_implementation,
-                                                                eager_attention_forward)
-    attn_output, attn_weights = attention_interface(module, query_states, key_states, value_states, attention_mask,
-                                                    dropout=0.0, scaling=module.scaling, **kwargs)
+    if _attention_kernel_ok(module, query_states, key_states, attention_mask, kwargs):
+        attn_output, attn_weights = ops.attention(query_states, key_states, value_states, attention_mask,
+                                                  float(module.scaling)), None
+    else:
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(module.config._attn_implementation,
+                                                                    eager_attention_forward)
+        attn_output, attn_weights = attention_interface(module, query_states, key_states, value_states,
+                                                        attention_mask, dropout=0.0, scaling=module.scaling, **kwargs)
     attn_output = attn_output.reshape(*input_shape, -1).contiguous()
     return module.o_proj(attn_output), attn_weights
+
+
+# keyword arguments that reach sdpa_attention_forward from a plain forward and change nothing it computes
+_INERT_ATTENTION_KWARGS = frozenset({"position_ids", "cache_position", "use_cache", "output_attentions",
+                                     "output_hidden_states", "return_dict"})
+
+
+def _attention_kernel_ok(module: Any, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None,
+                         kwargs: dict[str, Any]) -> bool:
+    """True if the attention kernel computes what transformers' sdpa_attention_forward would: the model runs sdpa,
+    causal, with no extra bias or soft-capping, and the mask is None over as many keys as queries (causal) or one
+    query (all keys), or a boolean [B or 1, 1, Tq, Tk] mask of allowed keys."""
+    if (module.config._attn_implementation != "sdpa" or "sdpa" not in swappable_kinds()
+            or not getattr(module, "is_causal", False) or q.shape[-1] % 16
+            or any(key not in _INERT_ATTENTION_KWARGS for key in kwargs) or kwargs.get("output_attentions")):
+        return False
+    from transformers.integrations import sdpa_attention
+    from transformers.models.llama.modeling_llama import ALL_ATTENTION_FUNCTIONS
+
+    if ALL_ATTENTION_FUNCTIONS.get("sdpa") is not sdpa_attention.sdpa_attention_forward:  # someone registered another
+        return False
+    b, _, tq, _ = q.shape
+    tk = k.shape[2]
+    if mask is None:
+        return tq == tk or tq == 1
+    return (mask.dtype == torch.bool and mask.dim() == 4 and mask.shape[1] == 1 and mask.shape[0] in (1, b)
+            and tuple(mask.shape[2:]) == (tq, tk) and mask.device == q.device)
 
 
 _FORWARDS = {"rms_norm": _rms_norm_forward, "attention": _attention_forward}
