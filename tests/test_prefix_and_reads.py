@@ -87,10 +87,15 @@ def test_shared_prefix_is_capped_at_the_first_read_and_needs_enough_tokens(neox_
     batch = [_row(common + [1, 2], 50), _row(common + [3], 45), _row(common + [4, 5, 6], 51)]
     assert lm._shared_prefix(batch) == 45
     assert lm._shared_prefix(batch[:1]) == 0  # one row: nothing to share
-    short = [_row(common[:20] + [1], 20), _row(common[:20] + [2], 20)]
-    assert lm._shared_prefix(short) == 0  # 20 < MIN_SHARED_PREFIX
-    narrow = [_row(common + [1] * 200, 60), _row(common + [2] * 200, 60)]
-    assert lm._shared_prefix(narrow) == 0  # 50 of 251 tokens: below SHARED_FRACTION
+    short = [_row(common[:7] + [i], 7) for i in range(20)]
+    assert lm._shared_prefix(short) == 0  # 7 < MIN_SHARED_PREFIX (8)
+    assert lm._shared_prefix([_row(common[:8] + [i], 8) for i in range(20)]) == 8  # 8, saving 19 x 8 tokens
+    narrow = [_row(common[:12] + [i] * 250, 12) for i in range(20)]
+    assert lm._shared_prefix(narrow) == 0  # 12 of 262 tokens: below SHARED_FRACTION (5%)
+    assert lm._shared_prefix([_row(common[:14] + [i] * 250, 14) for i in range(20)]) == 14  # 14 of 264
+    few = [_row(common[:30] + [i], 30) for i in range(3)]
+    assert lm._shared_prefix(few) == 0  # saves 2 x 30 = 60 < MIN_SAVED_PREFIX_TOKENS (64)
+    assert lm._shared_prefix([_row(common[:32] + [i], 32) for i in range(3)]) == 32  # saves 64
 
 
 def test_families_without_a_checked_cache_path_do_not_share(neox_tok):
