@@ -33,8 +33,8 @@ _PACKABLE_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "olmo", "olmo
 # ((rows - 1) x prefix): they run once, as a one-row prefix whose KV cache every row of the batch attends.
 # Rows that share that much are batched together, apart from the others, if the group saves as much.
 # Measured on zero-shot MMLU, 20 per subject, bfloat16, A B alternating over 5 rounds: (8, 0.05, 64) saves
-# 10,769 of 127,905 padded tokens and ran 1.04x faster (means; faster in 4 rounds of 5) than the earlier (32, 0.25, 256),
-# which only grouped long few-shot prefixes; identical log-probs.
+# 10,769 of 127,905 padded tokens and ran 1.04x faster (means; faster in 4 rounds of 5) than the earlier
+# (32, 0.25, 256), which only grouped long few-shot prefixes; identical log-probs.
 MIN_SHARED_PREFIX = 8
 SHARED_FRACTION = 0.05
 MIN_SAVED_PREFIX_TOKENS = 64
