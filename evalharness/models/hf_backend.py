@@ -12,7 +12,7 @@ from ..requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, Lo
 from .cpu_allocator import keep_freed_memory
 from .fused_ops import fused_llama_ops, fusable_modules
 from .mpt_attention import is_fsdp_module, mpt_hidden_states, supports_fast_mpt
-from .packing import Row, allowed_mask, common_prefix_length, plan_batches, plan_rows, prefix_groups
+from .packing import Row, allowed_mask, common_prefix_length, plan_batches, plan_rows, prefix_groups, prefix_saving_pays
 
 # Model types whose logits are exactly `output_embeddings(last_hidden_state)`: for these the head runs
 # only at the positions whose log-probs are read (no logit scaling or soft-capping to reproduce).
@@ -253,7 +253,7 @@ class HFCausalLM:
             if n < MIN_SHARED_PREFIX:
                 return 0
         width = max(len(row.tokens) for row in batch)
-        return n if n >= SHARED_FRACTION * width and (len(batch) - 1) * n >= MIN_SAVED_PREFIX_TOKENS else 0
+        return n if n >= SHARED_FRACTION * width and prefix_saving_pays(len(batch), n, MIN_SAVED_PREFIX_TOKENS) else 0
 
     # ---- generation --------------------------------------------------------------------------
     def generate_until(

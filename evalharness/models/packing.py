@@ -147,6 +147,11 @@ def allowed_mask(segments: torch.Tensor) -> torch.Tensor:
     return visible(segments)[:, None]
 
 
+def prefix_saving_pays(rows: int, prefix: int, min_saved: int) -> bool:
+    """Whether running a `prefix` shared by `rows` rows once saves at least `min_saved` tokens ((rows - 1) x prefix)."""
+    return rows > 1 and (rows - 1) * prefix >= min_saved
+
+
 def prefix_groups(rows: Sequence[Row], fraction: float, min_tokens: int, min_saved: int = 0) -> list[list[Row]]:
     """Rows in groups whose neighbours (in token order) share at least `min_tokens` and `fraction` of the
     shorter row's leading tokens: e.g. the questions of one few-shot subject. Rows sharing little stay
@@ -168,7 +173,7 @@ def prefix_groups(rows: Sequence[Row], fraction: float, min_tokens: int, min_sav
                 continue
         runs.append([row])
         shared.append(len(row.tokens))
-    worth = [len(run) > 1 and (len(run) - 1) * n >= min_saved for run, n in zip(runs, shared)]
+    worth = [prefix_saving_pays(len(run), n, min_saved) for run, n in zip(runs, shared)]
     loose = [row for run, ok in zip(runs, worth) if not ok for row in run]
     return [run for run, ok in zip(runs, worth) if ok] + ([loose] if loose else [])
 
