@@ -426,6 +426,7 @@ LEVERS = {
     "log-probs read from the whole batch's logits at once": {"read_chunk": 1 << 30},
     "shared prefix not run once": {"share_prefix": False},
     "eager RMSNorm and rotary embedding (no fused kernels)": {"fused_ops": False},
+    "last decoder layer at every position": {"read_only_last_layer": False},
 }
 
 

@@ -51,18 +51,20 @@ def _samples(folder: Path, task: str) -> list[dict]:
 
 
 def assert_same_answers(one: Path, two: Path, tasks: tuple[str, ...] = TASKS) -> None:
-    """Every item present once, in order, with the same prediction; log-probs within 1e-4."""
+    """Every item present once, in order, with the same prediction and metrics; log-probs (and a log-prob metric)
+    within 1e-4: a sharded model may run a layer through other kernels than one process does (last_layer.py)."""
     for task in tasks:
         a, b = _samples(one, task), _samples(two, task)
         assert [s["doc_id"] for s in b] == [s["doc_id"] for s in a], task
         assert len({(s["subset"], s["doc_id"]) for s in b}) == len(b), f"{task}: duplicated items"
         for x, y in zip(a, b):
-            for key in ("requests", "prediction", "predictions", "completions", "is_greedy", "num_tokens", "metrics"):
+            for key in ("requests", "prediction", "predictions", "completions", "is_greedy", "num_tokens"):
                 assert y.get(key) == x.get(key), (task, x["doc_id"], key)
+            assert y.get("metrics") == pytest.approx(x.get("metrics"), abs=1e-4), (task, x["doc_id"])
             assert y.get("logprobs", []) == pytest.approx(x.get("logprobs", []), abs=1e-4), (task, x["doc_id"])
     ra, rb = (json.loads((d / "results.json").read_text())["results"] for d in (one, two))
     for task in tasks:
-        assert rb[task] == pytest.approx(ra[task], rel=1e-6), task
+        assert rb[task] == pytest.approx(ra[task], rel=1e-5, abs=1e-5), task
 
 
 def _run_one_process(model: str, out: Path, data_dir: Path, registry: TaskRegistry | None = None, limit: int = 3) -> Path:

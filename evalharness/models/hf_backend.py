@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from ..requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, cut_at_stop
 from .cpu_allocator import keep_freed_memory
-from .fused_ops import fused_llama_ops, fusable_modules
+from .fused_ops import fused_llama_ops, fusable_modules, load_fused_ops
+from .last_layer import last_layer, last_layer_at
 from .mpt_attention import is_fsdp_module, mpt_hidden_states, supports_fast_mpt
 from .packing import Row, allowed_mask, common_prefix_length, plan_batches, plan_rows, prefix_groups, prefix_saving_pays
 
@@ -104,6 +105,8 @@ class HFCausalLM:
         self.read_chunk = READ_CHUNK  # rows of logits reduced at a time (read_logprobs)
         # Llama's RMSNorm and rotary embedding through one-pass CPU kernels while scoring (fused_ops.py), when it has them
         self.fused_ops = self.device.type == "cpu" and bool(fusable_modules(model))
+        # Llama's last decoder layer runs only at the read positions (keys and values everywhere; last_layer.py)
+        self.read_only_last_layer = self._split_head and last_layer(model) is not None
         # a batch whose rows start with the same long prefix runs it once, through a KV cache. Not with FSDP:
         # the extra pass would gather the shards on some ranks and not others, so their collectives would not pair.
         self.share_prefix = not _is_sharded(model) and (
@@ -371,30 +374,48 @@ class HFCausalLM:
                 allowed = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(
                     ~allowed, torch.finfo(dtype).min)
             kwargs = {"attention_mask": allowed, "position_ids": positions.to(input_ids.device), "use_cache": False}
+        if not (prefix or self._split_head):
+            return self.model(input_ids=input_ids, **kwargs).logits[b_idx, p_idx]
+        reads = inverse = None
+        if self.read_only_last_layer:  # the last layer only at the distinct read positions (last_layer.py)
+            width = input_ids.shape[1]
+            flat, inverse = torch.unique(b_idx * width + p_idx, return_inverse=True)
+            reads = (flat // width, flat % width - prefix)
         if prefix:
-            hidden = self._prefix_hidden_states(input_ids, prefix, kwargs)
-            return self.model.get_output_embeddings()(hidden[b_idx, p_idx - prefix])
-        if self._split_head:
-            body = getattr(self.model, self.model.base_model_prefix)
-            hidden = body(input_ids=input_ids, **kwargs)[0]
-            return self.model.get_output_embeddings()(hidden[b_idx, p_idx])
-        logits = self.model(input_ids=input_ids, **kwargs).logits
-        return logits[b_idx, p_idx]
+            hidden, at_reads = self._prefix_hidden_states(input_ids, prefix, kwargs, reads)
+        else:
+            hidden, at_reads = self._body(reads, input_ids=input_ids, **kwargs)
+        return self.model.get_output_embeddings()(hidden[0, inverse] if at_reads else hidden[b_idx, p_idx - prefix])
 
-    def _prefix_hidden_states(self, input_ids: torch.Tensor, prefix: int, kwargs: dict[str, Any]) -> torch.Tensor:
-        """Final hidden states at positions prefix.. of every row: the shared prefix runs once as one row, its
-        KV cache is repeated over the batch, then the rest of each row runs attending that cache.
+    def _body(self, reads: tuple[torch.Tensor, torch.Tensor] | None, **kwargs: Any) -> tuple[torch.Tensor, bool]:
+        """(the body's final hidden states, whether they are only those at `reads`).
+
+        With `reads` (rows, positions among the tokens fed), the last decoder layer runs only there and the hidden
+        states come back as [1, len(rows), hidden] (last_layer.py); else, or if the swap is refused, [B, T, hidden].
+        """
+        body = getattr(self.model, self.model.base_model_prefix)
+        if reads is None:
+            return body(**kwargs)[0], False
+        with last_layer_at(self.model, *reads, ops=load_fused_ops() if self.fused_ops else None) as at_reads:
+            return body(**kwargs)[0], at_reads
+
+    def _prefix_hidden_states(self, input_ids: torch.Tensor, prefix: int, kwargs: dict[str, Any],
+                              reads: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, bool]:
+        """Final hidden states at positions prefix.. of every row, as `_body` returns them: the shared prefix
+        runs once as one row, its KV cache is repeated over the batch, then the rest of each row runs attending
+        that cache. With `reads` (positions counted from the prefix's end), the last layer runs only there, and
+        in the prefix pass only its keys and values.
 
         `kwargs` are the whole rows' attention arguments (mask over all W positions, position ids, or none).
         """
         from transformers import DynamicCache
 
-        body = getattr(self.model, self.model.base_model_prefix)
         batch, width = input_ids.shape
         device = input_ids.device
         cache = DynamicCache(config=self.model.config)
-        body(input_ids=input_ids[:1, :prefix], position_ids=torch.arange(prefix, device=device)[None],
-             past_key_values=cache, use_cache=True)
+        none = torch.zeros(0, dtype=torch.long, device=device)
+        self._body(None if reads is None else (none, none), input_ids=input_ids[:1, :prefix],
+                   position_ids=torch.arange(prefix, device=device)[None], past_key_values=cache, use_cache=True)
         cache.batch_repeat_interleave(batch)
         mask, positions = kwargs.get("attention_mask"), kwargs.get("position_ids")
         if mask is not None and mask.dim() == 4:  # packed rows' block mask: the queries after the prefix
@@ -403,8 +424,8 @@ class HFCausalLM:
             positions = torch.arange(prefix, width, device=device)[None].expand(batch, -1)
         else:
             positions = positions[:, prefix:]
-        return body(input_ids=input_ids[:, prefix:], attention_mask=mask, position_ids=positions,
-                    past_key_values=cache, use_cache=True)[0]
+        return self._body(reads, input_ids=input_ids[:, prefix:], attention_mask=mask, position_ids=positions,
+                          past_key_values=cache, use_cache=True)
 
 
 def read_logprobs(logits: torch.Tensor, targets: torch.Tensor, chunk: int = READ_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
