@@ -7,6 +7,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, DynamicCache
 
+from evalharness.models import fused_ops
 from evalharness.models import last_layer as ll
 from evalharness.models.fused_ops import load_fused_ops
 from evalharness.models.hf_backend import HFCausalLM
@@ -142,13 +143,13 @@ def test_only_known_llama_layers_under_sdpa(monkeypatch):
         assert swapped
         with ll.last_layer_at(model, torch.tensor([0]), torch.tensor([0])) as again:  # already swapped: left alone
             assert not again
-    monkeypatch.setitem(ll.KNOWN_SOURCES, "LlamaDecoderLayer.forward", "0" * 16)  # transformers changed it
-    ll._sources_known.cache_clear()
+    monkeypatch.setitem(fused_ops.KNOWN_SOURCES, "LlamaDecoderLayer.forward", "0" * 16)  # transformers changed it
+    fused_ops.llama_sources_known.cache_clear()
     try:
         assert ll.last_layer(model) is None
     finally:
         monkeypatch.undo()
-        ll._sources_known.cache_clear()
+        fused_ops.llama_sources_known.cache_clear()
     from transformers import MptConfig, MptForCausalLM
 
     assert ll.last_layer(MptForCausalLM(MptConfig(d_model=32, n_heads=4, n_layers=1, vocab_size=100))) is None

@@ -41,9 +41,11 @@ SOURCE = Path(__file__).with_name("fused_ops.cpp")
 CFLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math",
           "-mprefer-vector-width=512", "-fopenmp"]
 
-# sha256 (first 16 hex digits) of the transformers code each replacement stands in for (transformers 5.23.0)
+# sha256 (first 16 hex digits) of the transformers code each replacement stands in for (transformers 5.23.0),
+# here and in last_layer.py
 KNOWN_SOURCES = {
     "LlamaRMSNorm.forward": "3480f6ca9ea40b53",
+    "LlamaDecoderLayer.forward": "775f48d129e3628b",
     "LlamaAttention.forward": "544a556ba10f473f",
     "apply_rotary_pos_emb": "a6dd2967da96713e",
     "rotate_half": "3ef6f9c768ce9c6a",
@@ -112,6 +114,18 @@ def source_digest(fn: Any) -> str:
     return hashlib.sha256(inspect.cleandoc(inspect.getsource(fn)).encode()).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=None)
+def llama_sources_known(*names: str) -> bool:
+    """True if each named piece of transformers' modeling_llama ("LlamaAttention.forward", ...) is byte for byte
+    the source in KNOWN_SOURCES; False if one differs or the source cannot be read (a frozen install)."""
+    try:
+        from transformers.models.llama import modeling_llama as llama
+
+        return all(source_digest(_attr(llama, n)) == KNOWN_SOURCES[n] for n in names)
+    except (ImportError, OSError, TypeError, AttributeError):
+        return False
+
+
 @functools.lru_cache(maxsize=1)
 def swappable_kinds() -> frozenset[str]:
     """Which replacements match the installed transformers: "rms_norm", "attention"."""
@@ -120,14 +134,8 @@ def swappable_kinds() -> frozenset[str]:
     except ImportError:  # pragma: no cover - transformers always ships Llama
         return frozenset()
 
-    def same(*names: str) -> bool:
-        try:
-            return all(source_digest(_attr(llama, n)) == KNOWN_SOURCES[n] for n in names)
-        except (OSError, TypeError, AttributeError):  # no source files (frozen install): no swap
-            return False
-
-    kinds = {"rms_norm": same("LlamaRMSNorm.forward"),
-             "attention": same("LlamaAttention.forward", "apply_rotary_pos_emb", "rotate_half")
+    kinds = {"rms_norm": llama_sources_known("LlamaRMSNorm.forward"),
+             "attention": llama_sources_known("LlamaAttention.forward", "apply_rotary_pos_emb", "rotate_half")
              and hasattr(llama, "ALL_ATTENTION_FUNCTIONS") and hasattr(llama, "eager_attention_forward")}
     try:  # the attention kernel stands in for transformers' sdpa function, inside the swapped LlamaAttention
         from transformers.integrations import sdpa_attention
@@ -145,7 +153,7 @@ def _attr(module: Any, dotted: str) -> Any:
     return module
 
 
-def _kernel_ok(x: torch.Tensor, *others: torch.Tensor) -> bool:
+def kernel_ok(x: torch.Tensor, *others: torch.Tensor) -> bool:
     """True if the kernels may replace the eager ops on these tensors."""
     return (
         x.device.type == "cpu"
@@ -156,7 +164,7 @@ def _kernel_ok(x: torch.Tensor, *others: torch.Tensor) -> bool:
 
 
 def _rms_norm_forward(module: Any, ops: Any, hidden_states: torch.Tensor) -> torch.Tensor:
-    if _kernel_ok(hidden_states, module.weight):
+    if kernel_ok(hidden_states, module.weight):
         return ops.rms_norm(hidden_states.contiguous(), module.weight, float(module.variance_epsilon))
     return type(module).forward(module, hidden_states)
 
@@ -169,7 +177,7 @@ def _attention_forward(module: Any, ops: Any, hidden_states: torch.Tensor,
     attention itself (_attention_kernel_ok says when)."""
     cos, sin = position_embeddings if position_embeddings is not None else (None, None)
     if (cos is None or hidden_states.dim() != 3 or cos.dim() != 3 or cos.shape[1] != hidden_states.shape[1]
-            or not _kernel_ok(hidden_states, cos, sin) or module.training):
+            or not kernel_ok(hidden_states, cos, sin) or module.training):
         return type(module).forward(module, hidden_states, position_embeddings, attention_mask, past_key_values,
                                     **kwargs)
     from transformers.models.llama.modeling_llama import ALL_ATTENTION_FUNCTIONS, eager_attention_forward
@@ -193,9 +201,10 @@ def _attention_forward(module: Any, ops: Any, hidden_states: torch.Tensor,
     return module.o_proj(attn_output), attn_weights
 
 
-# keyword arguments that reach sdpa_attention_forward from a plain forward and change nothing it computes
-_INERT_ATTENTION_KWARGS = frozenset({"position_ids", "cache_position", "use_cache", "output_attentions",
-                                     "output_hidden_states", "return_dict"})
+# keyword arguments that reach sdpa_attention_forward (and a decoder layer, last_layer.py) from a plain forward
+# and change nothing they compute
+INERT_ATTENTION_KWARGS = frozenset({"position_ids", "cache_position", "use_cache", "output_attentions",
+                                    "output_hidden_states", "return_dict"})
 
 
 def _attention_kernel_ok(module: Any, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None,
@@ -205,7 +214,7 @@ def _attention_kernel_ok(module: Any, q: torch.Tensor, k: torch.Tensor, mask: to
     query (all keys), or a boolean [B or 1, 1, Tq, Tk] mask of allowed keys."""
     if (module.config._attn_implementation != "sdpa" or "sdpa" not in swappable_kinds()
             or not getattr(module, "is_causal", False) or q.shape[-1] % 16
-            or any(key not in _INERT_ATTENTION_KWARGS for key in kwargs) or kwargs.get("output_attentions")):
+            or any(key not in INERT_ATTENTION_KWARGS for key in kwargs) or kwargs.get("output_attentions")):
         return False
     from transformers.integrations import sdpa_attention
     from transformers.models.llama.modeling_llama import ALL_ATTENTION_FUNCTIONS

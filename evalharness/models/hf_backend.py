@@ -73,8 +73,8 @@ class HFCausalLM:
     together and the batch runs that prefix once, attending its KV cache. The LM head runs only at the
     positions whose log-probs are read, and its log-softmax is reduced in cache-sized blocks
     (read_logprobs); so does a Llama model's last decoder layer, apart from its keys and values
-    (last_layer.py; `read_only_last_layer = False` turns it off). HF MPT runs through our own scaled-dot-product attention with ALiBi (mpt_attention.py)
-    instead of transformers' eager attention. On the CPU, glibc is told to keep freed memory for the next
+    (last_layer.py; `read_only_last_layer = False` turns it off). HF MPT runs through our own
+    scaled-dot-product attention with ALiBi (mpt_attention.py) instead of transformers' eager attention. On the CPU, glibc is told to keep freed memory for the next
     batch (cpu_allocator.py, process-wide), and Llama's RMSNorm and rotary embedding run fused kernels while a
     batch is scored (fused_ops.py; `fused_ops = False` turns them off).
     """

@@ -8,7 +8,7 @@ the given (row, position) pairs as [1, N, hidden] (the model's final norm is per
 before). For SmolLM2-135M (30 layers) that is ~3% of the body's FLOPs.
 
 As with fused_ops.py, the replacement is written against the transformers source it stands in for and is used
-only while that source is byte for byte the one it was checked against (KNOWN_SOURCES), only for exactly
+only while that source is byte for byte the one it was checked against (fused_ops.KNOWN_SOURCES), only for exactly
 LlamaDecoderLayer / LlamaAttention instances (not subclasses, not FSDP-wrapped ones), under the sdpa attention
 implementation, with no attention mask or a boolean one. Anything else (autograd, unexpected arguments) runs the
 layer's own forward and picks the positions from its output, so the result is the same either way.
@@ -23,39 +23,15 @@ from typing import Any, Iterator
 import torch
 import torch.nn.functional as F
 
-from .fused_ops import _kernel_ok, source_digest
+from .fused_ops import INERT_ATTENTION_KWARGS, kernel_ok, llama_sources_known
 
-# sha256 (first 16 hex digits) of the transformers code the replacement stands in for (transformers 5.23.0)
-KNOWN_SOURCES = {
-    "LlamaDecoderLayer.forward": "775f48d129e3628b",
-    "LlamaAttention.forward": "544a556ba10f473f",
-    "rotate_half": "3ef6f9c768ce9c6a",
-}
-
-# keyword arguments of a plain body forward that reach the layer and change nothing it computes
-_INERT_KWARGS = frozenset({"position_ids", "use_cache", "cache_position", "output_attentions", "output_hidden_states",
-                           "return_dict"})
-
-
-@functools.lru_cache(maxsize=1)
-def _sources_known() -> bool:
-    try:
-        from transformers.models.llama import modeling_llama as llama
-
-        return all(source_digest(_attr(llama, name)) == digest for name, digest in KNOWN_SOURCES.items())
-    except (ImportError, OSError, TypeError, AttributeError):  # no source files (frozen install): no swap
-        return False
-
-
-def _attr(module: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        module = getattr(module, part)
-    return module
+# the transformers code the replacement stands in for (hashes in fused_ops.KNOWN_SOURCES)
+REPLACED = ("LlamaDecoderLayer.forward", "LlamaAttention.forward", "rotate_half")
 
 
 def last_layer(model: torch.nn.Module) -> torch.nn.Module | None:
     """The model's last decoder layer if the read-positions forward can stand in for it, else None."""
-    if not _sources_known():
+    if not llama_sources_known(*REPLACED):
         return None
     from transformers.models.llama.modeling_llama import LlamaAttention, LlamaDecoderLayer
 
@@ -102,7 +78,7 @@ def _read_positions_forward(layer: Any, ops: Any, rows: torch.Tensor, positions:
     batch, length = hidden_states.shape[:2]
     plain = (position_embeddings is not None and hidden_states.dim() == 3 and not layer.training
              and not (torch.is_grad_enabled() and hidden_states.requires_grad)
-             and all(key in _INERT_KWARGS for key in kwargs) and not kwargs.get("output_attentions")
+             and all(key in INERT_ATTENTION_KWARGS for key in kwargs) and not kwargs.get("output_attentions")
              and (attention_mask is None or (attention_mask.dtype == torch.bool and attention_mask.dim() == 4
                                              and attention_mask.shape[1] == 1 and attention_mask.shape[2] == length)))
     if not plain:
@@ -143,7 +119,7 @@ def _read_positions_forward(layer: Any, ops: Any, rows: torch.Tensor, positions:
         allowed[rows, 0, slot] = attention_mask[mask_rows, 0, positions]
     query_states = query_states.transpose(1, 2)
 
-    if ops is not None and _kernel_ok(query_states, key_states, value_states) and head_dim % 16 == 0:
+    if ops is not None and kernel_ok(query_states, key_states, value_states) and head_dim % 16 == 0:
         out = ops.attention(query_states, key_states, value_states, allowed, float(attn.scaling))  # [B, R, H, D]
     else:  # rows' unused query slots see no key: NaN there, never read
         out = F.scaled_dot_product_attention(query_states, key_states, value_states, attn_mask=allowed,
@@ -167,7 +143,7 @@ def _slot_in_row(rows: torch.Tensor, batch: int) -> torch.Tensor:
 
 def _rope(ops: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotary embedding of x [B, T, heads, D] with cos/sin [B or 1, T, D], as apply_rotary_pos_emb computes it."""
-    if ops is not None and _kernel_ok(x, cos, sin):
+    if ops is not None and kernel_ok(x, cos, sin):
         return ops.rope(x, cos, sin)
     from transformers.models.llama.modeling_llama import rotate_half
 
