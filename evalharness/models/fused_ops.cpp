@@ -7,6 +7,9 @@
 // (round to nearest even). The one difference: the order in which RMSNorm's float32 sum of squares is added up
 // (16 partial sums), which can move a result by one unit in its last place.
 //
+// The attention kernel is not element-wise: its dot products use fused multiply-adds, and in bfloat16 on CPUs with
+// AVX512-BF16 the pair dot-product instructions (see `attention` at the end).
+//
 // Loops are written with GCC/Clang vector extensions (16 floats), which the compiler maps to AVX-512, AVX2 or
 // SSE as the target allows; rows are spread over torch's threads with at::parallel_for (OpenMP).
 #include <torch/extension.h>
@@ -17,6 +20,10 @@
 #include <algorithm>
 #include <cstring>
 #include <vector>
+#include <type_traits>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace {
 
@@ -172,47 +179,108 @@ inline v16f exp_nonpositive(v16f x) {
   return p * two_n;
 }
 
+// 16 copies of x
+inline v16f splat(float x) {
+#if defined(__AVX512F__)
+  return (v16f)_mm512_set1_ps(x);
+#else
+  return v16f{x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x};
+#endif
+}
+
+// a * b + c with one rounding where the target has FMA (the attention kernel's dot products; the other kernels
+// keep eager PyTorch's separate roundings, -ffp-contract=off)
+inline v16f fma16(v16f a, v16f b, v16f c) {
+#if defined(__AVX512F__)
+  return (v16f)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#else
+  return a * b + c;
+#endif
+}
+
 constexpr int64_t kRows = 4;  // query rows per register block
 constexpr int64_t kCols = 4;  // vectors of 16 keys (scores) or 16 value channels (output) per register block
 
-// scores[r][j0 .. j0 + 16 C) = q_r . k_j for R query rows (float32, D values each) and keys transposed kt[D][ld].
+// scores[r][j0 .. j0 + 16 C) = scale * q_r . k_j for kRows query rows (float32, D values each; rows past the
+// block's real ones are zeros) and keys transposed kt[D][ld].
 template <int64_t C>
-inline void score_block(const float* __restrict q, int64_t R, const float* __restrict kt, int64_t ld, int64_t D,
-                        int64_t j0, float scale, float* __restrict scores, int64_t lds) {
+inline void score_block(const float* __restrict q, const float* __restrict kt, int64_t ld, int64_t D, int64_t j0,
+                        float scale, float* __restrict scores, int64_t lds) {
   v16f acc[kRows][C] = {};
   for (int64_t d = 0; d < D; ++d) {
     v16f kv[C];
     for (int64_t c = 0; c < C; ++c) std::memcpy(&kv[c], kt + d * ld + j0 + c * kLanes, sizeof(v16f));
     for (int64_t r = 0; r < kRows; ++r) {
-      if (r < R) {
-        const v16f qb = v16f{} + q[r * D + d];
-        for (int64_t c = 0; c < C; ++c) acc[r][c] += qb * kv[c];
-      }
+      const v16f qb = splat(q[r * D + d]);
+      for (int64_t c = 0; c < C; ++c) acc[r][c] = fma16(qb, kv[c], acc[r][c]);
     }
   }
-  for (int64_t r = 0; r < R; ++r)
+  for (int64_t r = 0; r < kRows; ++r)
     for (int64_t c = 0; c < C; ++c) {
       const v16f s = acc[r][c] * scale;
       std::memcpy(scores + r * lds + j0 + c * kLanes, &s, sizeof s);
     }
 }
 
-// out_r[d0 .. d0 + 16 C) = sum_j p_r[j] v[j][d0 ..] for R rows of weights p (ldp apart) over keys [0, n).
+#if defined(__AVX512BF16__)
+// The same from bfloat16 operands with AVX512-BF16 pair dot products: q2[r][e] holds q_r's values 2e, 2e + 1 and
+// kp[e][j] key j's, as bfloat16 pairs. Each product of two bfloat16 values is exact in float32, so this differs
+// from score_block only in the order the products are added.
 template <int64_t C>
-inline void weighted_sum_block(const float* __restrict p, int64_t R, int64_t ldp, const float* __restrict v, int64_t D,
+inline void score_block_bf16(const uint32_t* __restrict q2, const uint32_t* __restrict kp, int64_t ld, int64_t D2,
+                             int64_t j0, float scale, float* __restrict scores, int64_t lds) {
+  __m512 acc[kRows][C];
+  for (int64_t r = 0; r < kRows; ++r)
+    for (int64_t c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t e = 0; e < D2; ++e) {
+    __m512bh kv[C];
+    for (int64_t c = 0; c < C; ++c) kv[c] = (__m512bh)_mm512_loadu_si512(kp + e * ld + j0 + c * kLanes);
+    for (int64_t r = 0; r < kRows; ++r) {
+      const __m512bh qb = (__m512bh)_mm512_set1_epi32(static_cast<int>(q2[r * D2 + e]));
+      for (int64_t c = 0; c < C; ++c) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], qb, kv[c]);
+    }
+  }
+  const __m512 sc = _mm512_set1_ps(scale);
+  for (int64_t r = 0; r < kRows; ++r)
+    for (int64_t c = 0; c < C; ++c) _mm512_storeu_ps(scores + r * lds + j0 + c * kLanes, _mm512_mul_ps(acc[r][c], sc));
+}
+
+// out_r[d0 .. d0 + 16 C) = sum_j p_r[j] v[j][d0 ..] from bfloat16 pairs: p2[r][e] holds row r's weights for keys
+// 2e, 2e + 1 (rounded to bfloat16, as torch's own CPU attention kernel rounds them for bfloat16 inputs) and
+// vp[e][d] the values of channel d at those keys; float32 sums.
+template <int64_t C>
+inline void weighted_sum_block_bf16(const uint32_t* __restrict p2, int64_t ldp2, const uint32_t* __restrict vp,
+                                    int64_t D, int64_t n2, int64_t d0, v16f (*out)[kCols]) {
+  __m512 acc[kRows][C];
+  for (int64_t r = 0; r < kRows; ++r)
+    for (int64_t c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t e = 0; e < n2; ++e) {
+    __m512bh vv[C];
+    for (int64_t c = 0; c < C; ++c) vv[c] = (__m512bh)_mm512_loadu_si512(vp + e * D + d0 + c * kLanes);
+    for (int64_t r = 0; r < kRows; ++r) {
+      const __m512bh pb = (__m512bh)_mm512_set1_epi32(static_cast<int>(p2[r * ldp2 + e]));
+      for (int64_t c = 0; c < C; ++c) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], pb, vv[c]);
+    }
+  }
+  for (int64_t r = 0; r < kRows; ++r)
+    for (int64_t c = 0; c < C; ++c) out[r][c] = (v16f)acc[r][c];
+}
+#endif
+
+// out_r[d0 .. d0 + 16 C) = sum_j p_r[j] v[j][d0 ..] for kRows rows of weights p (ldp apart) over keys [0, n).
+template <int64_t C>
+inline void weighted_sum_block(const float* __restrict p, int64_t ldp, const float* __restrict v, int64_t D,
                                int64_t n, int64_t d0, v16f (*out)[kCols]) {
   v16f acc[kRows][C] = {};
   for (int64_t j = 0; j < n; ++j) {
     v16f vv[C];
     for (int64_t c = 0; c < C; ++c) std::memcpy(&vv[c], v + j * D + d0 + c * kLanes, sizeof(v16f));
     for (int64_t r = 0; r < kRows; ++r) {
-      if (r < R) {
-        const v16f pb = v16f{} + p[r * ldp + j];
-        for (int64_t c = 0; c < C; ++c) acc[r][c] += pb * vv[c];
-      }
+      const v16f pb = splat(p[r * ldp + j]);
+      for (int64_t c = 0; c < C; ++c) acc[r][c] = fma16(pb, vv[c], acc[r][c]);
     }
   }
-  for (int64_t r = 0; r < R; ++r)
+  for (int64_t r = 0; r < kRows; ++r)
     for (int64_t c = 0; c < C; ++c) out[r][c] = acc[r][c];
 }
 
@@ -226,28 +294,94 @@ struct AttentionArgs {
   float scale;
 };
 
+// Softmax numerators of one row of scores in place over keys [0, n_pad) (n_pad a multiple of 16): keys at or past
+// `hi`, and keys the mask row `m` (stride `ms`, or nullptr) forbids, get 0. Returns 1 / their sum (0 if none).
+inline float softmax_row(float* __restrict pr, int64_t hi, int64_t n_pad, const uint8_t* m, int64_t ms) {
+  const v16f ninf = v16f{} - INFINITY;
+  const v16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  v16f mx = ninf;
+  for (int64_t j = 0; j < n_pad; j += kLanes) {
+    v16f x;
+    std::memcpy(&x, pr + j, sizeof x);
+    v16i ok = lane + static_cast<int32_t>(j) < static_cast<int32_t>(hi);
+    if (m != nullptr) {
+      v16i allowed = {};
+      const int64_t n = std::min<int64_t>(kLanes, std::max<int64_t>(0, hi - j));
+      if (ms == 1) {
+        uint8_t buf[kLanes] = {};
+        std::memcpy(buf, m + j, n);
+        for (int64_t l = 0; l < kLanes; ++l) allowed[l] = buf[l];
+      } else {
+        for (int64_t l = 0; l < n; ++l) allowed[l] = m[(j + l) * ms];
+      }
+      ok = ok & (allowed != 0);
+    }
+    x = ok ? x : ninf;
+    std::memcpy(pr + j, &x, sizeof x);
+    mx = mx > x ? mx : x;
+  }
+  float top = -INFINITY;
+  for (int64_t l = 0; l < kLanes; ++l) top = std::max(top, mx[l]);
+  if (top == -INFINITY) {  // the row may attend nothing: zeros
+    std::memset(pr, 0, n_pad * sizeof(float));
+    return 0.0f;
+  }
+  v16f sum = v16f{};
+  for (int64_t j = 0; j < n_pad; j += kLanes) {
+    v16f x;
+    std::memcpy(&x, pr + j, sizeof x);
+    const v16f z = x == -INFINITY ? v16f{} : exp_nonpositive(x - top);
+    sum += z;
+    std::memcpy(pr + j, &z, sizeof z);
+  }
+  float total = 0.0f;
+  for (int64_t l = 0; l < kLanes; ++l) total += sum[l];
+  return 1.0f / total;
+}
+
 // One (batch row, key/value head): every query head of its group, every query row.
 template <typename S>
 void attention_task(const AttentionArgs& a, int64_t b, int64_t kvh) {
   using T = typename S::T;
   const int64_t D = a.D, Tk = a.Tk, Tq = a.Tq, group = a.H / a.KV;
-  const int64_t ld = (Tk + kLanes - 1) / kLanes * kLanes;
-  std::vector<float> kt(D * ld, 0.0f), vf(Tk * D), q(kRows * D), p(kRows * ld);
+  const int64_t ld = (Tk + 2 * kLanes - 1) / (2 * kLanes) * (2 * kLanes);  // keys per row of scores, padded
   const T* k = static_cast<const T*>(a.k) + b * a.ks[0] + kvh * a.ks[1];
   const T* v = static_cast<const T*>(a.v) + b * a.vs[0] + kvh * a.vs[1];
-  for (int64_t j = 0; j < Tk; ++j)
+#if defined(__AVX512BF16__)
+  constexpr bool pairs = std::is_same<T, uint16_t>::value;  // bfloat16 scores by pair dot products
+#else
+  constexpr bool pairs = false;
+#endif
+  const int64_t D2 = D / 2;
+  std::vector<float> kt(pairs ? 0 : D * ld, 0.0f), vf(pairs ? 0 : Tk * D), q(kRows * D, 0.0f), p(kRows * ld);
+  const int64_t ld2 = ld / 2;  // key pairs per row of weights
+  std::vector<uint32_t> kp(pairs ? D2 * ld : 0, 0u), q2(pairs ? kRows * D2 : 0, 0u), vp(pairs ? ld2 * D : 0, 0u),
+      p2(pairs ? kRows * ld2 : 0, 0u);
+  for (int64_t j = 0; j < Tk; ++j) {
+    if constexpr (pairs) {
+      const uint32_t* row = reinterpret_cast<const uint32_t*>(k + j * a.ks[2]);
+      for (int64_t e = 0; e < D2; ++e) kp[e * ld + j] = row[e];
+      const uint16_t* vrow = reinterpret_cast<const uint16_t*>(v + j * a.vs[2]);
+      uint32_t* dst = vp.data() + (j / 2) * D;
+      const int shift = (j % 2) * 16;
+      for (int64_t d = 0; d < D; ++d) dst[d] |= static_cast<uint32_t>(vrow[d]) << shift;
+      continue;
+    }
     for (int64_t d = 0; d < D; d += kLanes) {
-      const v16f kv = S::load(k + j * a.ks[2] + d);
-      for (int64_t l = 0; l < kLanes; ++l) kt[(d + l) * ld + j] = kv[l];
+      if constexpr (!pairs) {
+        const v16f kv = S::load(k + j * a.ks[2] + d);
+        for (int64_t l = 0; l < kLanes; ++l) kt[(d + l) * ld + j] = kv[l];
+      }
       const v16f vv = S::load(v + j * a.vs[2] + d);
       std::memcpy(&vf[j * D + d], &vv, sizeof vv);
     }
+  }
   v16f o[kRows][kCols];
   for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
     const T* qh = static_cast<const T*>(a.q) + b * a.qs[0] + h * a.qs[1];
     for (int64_t i0 = 0; i0 < Tq; i0 += kRows) {
       const int64_t R = std::min(kRows, Tq - i0);
-      int64_t hi[kRows], top = 0;  // keys [0, hi[r]) may be attended by row r
+      int64_t hi[kRows] = {}, top = 0;  // keys [0, hi[r]) may be attended by row r
       for (int64_t r = 0; r < R; ++r) {
         const int64_t i = i0 + r;
         if (a.mask == nullptr) {
@@ -258,51 +392,83 @@ void attention_task(const AttentionArgs& a, int64_t b, int64_t kvh) {
           while (hi[r] > 0 && !m[(hi[r] - 1) * a.ms[2]]) --hi[r];
         }
         top = std::max(top, hi[r]);
-        for (int64_t d = 0; d < D; d += kLanes) {
-          const v16f qv = S::load(qh + i * a.qs[2] + d);
-          std::memcpy(&q[r * D + d], &qv, sizeof qv);
+        if constexpr (pairs) {
+          std::memcpy(&q2[r * D2], qh + i * a.qs[2], D * sizeof(T));
+        } else {
+          for (int64_t d = 0; d < D; d += kLanes) {
+            const v16f qv = S::load(qh + i * a.qs[2] + d);
+            std::memcpy(&q[r * D + d], &qv, sizeof qv);
+          }
         }
+      }
+      if (R < kRows) {  // the block's missing rows: zero queries, never stored
+        if constexpr (pairs) std::fill(q2.begin() + R * D2, q2.end(), 0u);
+        else std::fill(q.begin() + R * D, q.end(), 0.0f);
       }
       const int64_t top_pad = (top + kLanes - 1) / kLanes * kLanes;
       int64_t j0 = 0;
-      for (; j0 + kCols * kLanes <= top_pad; j0 += kCols * kLanes)
-        score_block<kCols>(q.data(), R, kt.data(), ld, D, j0, a.scale, p.data(), ld);
-      switch ((top_pad - j0) / kLanes) {
-        case 3: score_block<3>(q.data(), R, kt.data(), ld, D, j0, a.scale, p.data(), ld); break;
-        case 2: score_block<2>(q.data(), R, kt.data(), ld, D, j0, a.scale, p.data(), ld); break;
-        case 1: score_block<1>(q.data(), R, kt.data(), ld, D, j0, a.scale, p.data(), ld); break;
-        default: break;
-      }
-      float inv[kRows];
-      for (int64_t r = 0; r < R; ++r) {  // softmax numerators in place; 0 for keys the row may not attend
-        float* pr = p.data() + r * ld;
-        const int64_t i = i0 + r;
-        const uint8_t* m = a.mask ? a.mask + b * a.ms[0] + i * a.ms[1] : nullptr;
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < hi[r]; ++j) {
-          if (m && !m[j * a.ms[2]]) pr[j] = -INFINITY;
-          mx = std::max(mx, pr[j]);
+#if defined(__AVX512BF16__)
+      if constexpr (pairs) {
+        for (; j0 + kCols * kLanes <= top_pad; j0 += kCols * kLanes)
+          score_block_bf16<kCols>(q2.data(), kp.data(), ld, D2, j0, a.scale, p.data(), ld);
+        switch ((top_pad - j0) / kLanes) {
+          case 3: score_block_bf16<3>(q2.data(), kp.data(), ld, D2, j0, a.scale, p.data(), ld); break;
+          case 2: score_block_bf16<2>(q2.data(), kp.data(), ld, D2, j0, a.scale, p.data(), ld); break;
+          case 1: score_block_bf16<1>(q2.data(), kp.data(), ld, D2, j0, a.scale, p.data(), ld); break;
+          default: break;
         }
-        for (int64_t j = hi[r]; j < top_pad; ++j) pr[j] = -INFINITY;
-        v16f sum = v16f{};
-        for (int64_t j = 0; j < top_pad; j += kLanes) {
-          v16f x;
-          std::memcpy(&x, pr + j, sizeof x);
-          const v16f z = x == -INFINITY ? v16f{} : exp_nonpositive(x - mx);  // (all -inf when nothing is allowed)
-          sum += z;
-          std::memcpy(pr + j, &z, sizeof z);
-        }
-        float total = 0.0f;
-        for (int64_t l = 0; l < kLanes; ++l) total += sum[l];
-        inv[r] = total > 0.0f ? 1.0f / total : 0.0f;  // a row that may attend nothing gets zeros
       }
+#endif
+      if constexpr (!pairs) {
+        for (; j0 + kCols * kLanes <= top_pad; j0 += kCols * kLanes)
+          score_block<kCols>(q.data(), kt.data(), ld, D, j0, a.scale, p.data(), ld);
+        switch ((top_pad - j0) / kLanes) {
+          case 3: score_block<3>(q.data(), kt.data(), ld, D, j0, a.scale, p.data(), ld); break;
+          case 2: score_block<2>(q.data(), kt.data(), ld, D, j0, a.scale, p.data(), ld); break;
+          case 1: score_block<1>(q.data(), kt.data(), ld, D, j0, a.scale, p.data(), ld); break;
+          default: break;
+        }
+      }
+      float inv[kRows] = {};
+      for (int64_t r = 0; r < kRows; ++r) {
+        if (r < R) {
+          const uint8_t* m = a.mask ? a.mask + b * a.ms[0] + (i0 + r) * a.ms[1] : nullptr;
+          inv[r] = softmax_row(p.data() + r * ld, hi[r], top_pad, m, a.ms[2]);
+        } else {
+          std::memset(p.data() + r * ld, 0, top_pad * sizeof(float));
+        }
+      }
+#if defined(__AVX512BF16__)
+      if constexpr (pairs) {  // the weights as bfloat16 pairs
+        for (int64_t r = 0; r < kRows; ++r) {
+          const float* pr = p.data() + r * ld;
+          for (int64_t e = 0; e < (top + 1) / 2; e += kLanes) {
+            v16f even, odd;
+            for (int64_t l = 0; l < kLanes; ++l) { even[l] = pr[2 * (e + l)]; odd[l] = pr[2 * (e + l) + 1]; }
+            const v16u packed = bf16_bits(even) | (bf16_bits(odd) << 16);
+            std::memcpy(&p2[r * ld2 + e], &packed, sizeof packed);
+          }
+        }
+      }
+#endif
       for (int64_t d0 = 0; d0 < D; d0 += kCols * kLanes) {
         const int64_t C = std::min(kCols, (D - d0) / kLanes);
-        switch (C) {
-          case 4: weighted_sum_block<4>(p.data(), R, ld, vf.data(), D, top, d0, o); break;
-          case 3: weighted_sum_block<3>(p.data(), R, ld, vf.data(), D, top, d0, o); break;
-          case 2: weighted_sum_block<2>(p.data(), R, ld, vf.data(), D, top, d0, o); break;
-          default: weighted_sum_block<1>(p.data(), R, ld, vf.data(), D, top, d0, o); break;
+#if defined(__AVX512BF16__)
+        if constexpr (pairs) {
+          const int64_t n2 = (top + 1) / 2;
+          switch (C) {
+            case 4: weighted_sum_block_bf16<4>(p2.data(), ld2, vp.data(), D, n2, d0, o); break;
+            case 3: weighted_sum_block_bf16<3>(p2.data(), ld2, vp.data(), D, n2, d0, o); break;
+            case 2: weighted_sum_block_bf16<2>(p2.data(), ld2, vp.data(), D, n2, d0, o); break;
+            default: weighted_sum_block_bf16<1>(p2.data(), ld2, vp.data(), D, n2, d0, o); break;
+          }
+        }
+#endif
+        if constexpr (!pairs) switch (C) {
+          case 4: weighted_sum_block<4>(p.data(), ld, vf.data(), D, top, d0, o); break;
+          case 3: weighted_sum_block<3>(p.data(), ld, vf.data(), D, top, d0, o); break;
+          case 2: weighted_sum_block<2>(p.data(), ld, vf.data(), D, top, d0, o); break;
+          default: weighted_sum_block<1>(p.data(), ld, vf.data(), D, top, d0, o); break;
         }
         for (int64_t r = 0; r < R; ++r) {
           T* dst = static_cast<T*>(a.out) + (((b * Tq) + i0 + r) * a.H + h) * D + d0;
@@ -380,7 +546,9 @@ torch::Tensor rope(torch::Tensor x, torch::Tensor cos, torch::Tensor sin) {
 
 // softmax(scale q k^T + mask) v for q [B, H, Tq, D], k and v [B, KV, Tk, D] (H a multiple of KV: query head h uses
 // key/value head h / (H / KV)); mask: a boolean [B or 1, 1, Tq, Tk] tensor of allowed keys, or None for causal
-// attention (query i sees keys 0 .. i + Tk - Tq). Scores, softmax and the weighted sum in float32. Returns
+// attention (query i sees keys 0 .. i + Tk - Tq). Scores, softmax and the weighted sum in float32; with bfloat16
+// operands on a CPU with AVX512-BF16, the scores and the weighted sum run as bfloat16 pair dot products (float32
+// sums), the weights rounded to bfloat16 first, as torch's own CPU attention kernel rounds them. Returns
 // [B, Tq, H, D] in q's dtype, the layout transformers' attention functions return.
 torch::Tensor attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::optional<torch::Tensor> mask,
                         double scale) {
@@ -428,5 +596,5 @@ torch::Tensor attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("rms_norm", &rms_norm, "LlamaRMSNorm over the last dimension");
   m.def("rope", &rope, "rotary position embedding of [B, T, H, D]");
-  m.def("attention", &attention, "softmax attention in float32, causal or masked, grouped heads");
+  m.def("attention", &attention, "softmax attention (float32 sums), causal or masked, grouped heads");
 }
