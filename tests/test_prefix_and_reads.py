@@ -20,29 +20,64 @@ from test_packing import _tiny, assert_same_and_reference
 
 # --- read_logprobs: hand-computed values ------------------------------------------------------------
 
-def test_read_logprobs_hand_computed():
+def _kernels():
+    from evalharness.models.fused_ops import load_fused_ops
+
+    ops = load_fused_ops()
+    assert ops is not None, "the fused kernels must build here (the machine has a C++ compiler and ninja)"
+    return ops
+
+
+# each test runs the torch reduction in blocks (no ops) and the fused kernel (log_softmax_at)
+READERS = [pytest.param(False, id="torch-blocks"), pytest.param(True, id="kernel")]
+
+
+@pytest.mark.parametrize("kernel", READERS)
+def test_read_logprobs_hand_computed(kernel):
     # row 0: logits [0, ln 3] -> softmax [1/4, 3/4]; target 1 -> ln(3/4), the argmax
     # row 1: logits [2, 2, 2, 2] -> each 1/4; target 3 -> ln(1/4); a tie: argmax is the first, so not greedy
-    logits = torch.tensor([[0.0, math.log(3.0), -math.inf, -math.inf], [2.0, 2.0, 2.0, 2.0]])
-    lp, greedy = read_logprobs(logits, torch.tensor([1, 3]), chunk=1)
-    assert lp.tolist() == pytest.approx([math.log(0.75), math.log(0.25)], abs=1e-6)
-    assert greedy.tolist() == [True, False]
+    # row 2: the same tie read at its first index (0): greedy
+    logits = torch.tensor([[0.0, math.log(3.0), -math.inf, -math.inf], [2.0, 2.0, 2.0, 2.0], [2.0, 2.0, 2.0, 2.0]])
+    lp, greedy = read_logprobs(logits, torch.tensor([1, 3, 0]), chunk=1, ops=_kernels() if kernel else None)
+    assert lp.dtype == torch.float32
+    assert lp.tolist() == pytest.approx([math.log(0.75), math.log(0.25), math.log(0.25)], abs=1e-6)
+    assert greedy.tolist() == [True, False, True]
 
 
+@pytest.mark.parametrize("kernel", READERS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("chunk", [1, 7, 32, 1000])
-def test_read_logprobs_equals_log_softmax(dtype, chunk):
+def test_read_logprobs_equals_log_softmax(dtype, chunk, kernel):
     torch.manual_seed(0)
     logits = (torch.randn(70, 500) * 4).to(dtype)
     targets = torch.randint(0, 500, (70,))
     targets[:5] = logits[:5].float().argmax(-1)  # some greedy rows
     before = logits.clone()
-    lp, greedy = read_logprobs(logits, targets, chunk=chunk)
+    lp, greedy = read_logprobs(logits, targets, chunk=chunk, ops=_kernels() if kernel else None)
     ref = F.log_softmax(logits.float(), dim=-1)
     assert torch.allclose(lp, ref[torch.arange(70), targets], atol=1e-5)
     assert torch.equal(greedy, ref.argmax(-1) == targets)
     assert greedy[:5].all()
     assert torch.equal(logits, before)  # the caller's logits are never written
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_read_logprobs_kernel_on_a_real_vocabulary(dtype):
+    """The kernel against float64 on GPT-NeoX-sized rows (50,432 logits; a length that is no multiple of 64), as
+    close as torch's own float32 log-softmax comes (2e-6 here; 4e-6 allowed)."""
+    torch.manual_seed(1)
+    logits = (torch.randn(40, 50_431) * 4).to(dtype)
+    targets = torch.randint(0, 50_431, (40,))
+    targets[:3] = logits[:3].float().argmax(-1)
+    want = torch.log_softmax(logits.double(), -1)[torch.arange(40), targets]
+    lp, greedy = read_logprobs(logits, targets, ops=_kernels())
+    assert (lp.double() - want).abs().max() < 4e-6
+    assert torch.equal(greedy, logits.float().argmax(-1) == targets) and greedy[:3].all()
+
+
+def test_read_logprobs_kernel_refuses_out_of_range_targets():
+    with pytest.raises(RuntimeError, match="out of range"):
+        _kernels().log_softmax_at(torch.zeros(2, 5), torch.tensor([1, 5]))
 
 
 # --- prefix groups and the shared prefix ---------------------------------------------------------

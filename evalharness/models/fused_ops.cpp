@@ -63,6 +63,7 @@ struct F32 {
   }
   static inline void store(T* p, v16f f) { std::memcpy(p, &f, sizeof f); }
   static inline v16f round(v16f f) { return f; }
+  static inline float load_one(const T* p) { return *p; }
 };
 
 struct BF16 {
@@ -77,6 +78,12 @@ struct BF16 {
     std::memcpy(p, &h, sizeof h);
   }
   static inline v16f round(v16f f) { return float_of(bf16_bits(f) << 16); }
+  static inline float load_one(const T* p) {
+    const uint32_t u = static_cast<uint32_t>(*p) << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+  }
 };
 
 // n <= 16 values: a whole vector, or a row's tail through a zero-padded block.
@@ -486,6 +493,35 @@ void attention_impl(const AttentionArgs& a) {
   });
 }
 
+// ---- log-probs at read positions --------------------------------------------------------------------------------
+// One row of logits: log_softmax(x)[target] in float32 (x - max - log(sum(exp(x - max)))), and whether the target
+// is the first index of the row's maximum (torch.argmax's choice). Two passes over the row while it is in cache.
+template <typename S>
+void log_softmax_row(const typename S::T* __restrict x, int64_t n, int64_t target, float* lp, bool* greedy) {
+  const v16f ninf = v16f{} - INFINITY;
+  v16f mx = ninf;
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    const v16f v = S::load(x + j);
+    mx = mx > v ? mx : v;
+  }
+  float top = -INFINITY;
+  for (int64_t l = 0; l < kLanes; ++l) top = std::max(top, mx[l]);
+  for (int64_t i = j; i < n; ++i) top = std::max(top, S::load_one(x + i));
+  int64_t first = 0;  // the first index holding the maximum
+  while (first < n && S::load_one(x + first) != top) ++first;
+  v16f acc[4] = {};  // four partial sums per lane: shorter chains of additions (and of rounding errors)
+  for (j = 0; j + 4 * kLanes <= n; j += 4 * kLanes)
+    for (int64_t u = 0; u < 4; ++u) acc[u] += exp_nonpositive(S::load(x + j + u * kLanes) - top);
+  for (; j + kLanes <= n; j += kLanes) acc[0] += exp_nonpositive(S::load(x + j) - top);
+  const v16f sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  float total = 0.0f;
+  for (int64_t l = 0; l < kLanes; ++l) total += sum[l];
+  for (int64_t i = j; i < n; ++i) total += exp_nonpositive(v16f{} + (S::load_one(x + i) - top))[0];
+  *lp = S::load_one(x + target) - top - std::log(total);
+  *greedy = first == target;
+}
+
 void check_operand(const torch::Tensor& t, const char* name, at::ScalarType dtype) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be on the CPU");
   TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
@@ -593,8 +629,36 @@ torch::Tensor attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::
   return out;
 }
 
+// (log_softmax(logits.float())[i, targets[i]], whether targets[i] is row i's argmax) for logits [N, vocab]
+// (contiguous float32 or bfloat16) and targets [N] (int64): float32 and bool tensors of N values.
+std::vector<torch::Tensor> log_softmax_at(torch::Tensor logits, torch::Tensor targets) {
+  const bool bf16 = is_bf16(logits);
+  check_operand(logits, "logits", logits.scalar_type());
+  check_operand(targets, "targets", at::kLong);
+  TORCH_CHECK(logits.dim() == 2 && targets.dim() == 1 && targets.size(0) == logits.size(0),
+              "logits must be [N, vocab] and targets [N]");
+  const int64_t rows = logits.size(0), n = logits.size(1);
+  const int64_t* t = targets.data_ptr<int64_t>();
+  for (int64_t i = 0; i < rows; ++i) TORCH_CHECK(t[i] >= 0 && t[i] < n, "target ", t[i], " out of range");
+  auto lp = torch::empty({rows}, logits.options().dtype(at::kFloat));
+  auto greedy = torch::empty({rows}, logits.options().dtype(at::kBool));
+  float* out = lp.data_ptr<float>();
+  bool* best = greedy.data_ptr<bool>();
+  const void* x = logits.data_ptr();
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      if (bf16)
+        log_softmax_row<BF16>(static_cast<const uint16_t*>(x) + i * n, n, t[i], out + i, best + i);
+      else
+        log_softmax_row<F32>(static_cast<const float*>(x) + i * n, n, t[i], out + i, best + i);
+    }
+  });
+  return {lp, greedy};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("rms_norm", &rms_norm, "LlamaRMSNorm over the last dimension");
   m.def("rope", &rope, "rotary position embedding of [B, T, H, D]");
+  m.def("log_softmax_at", &log_softmax_at, "log-softmax of each row of logits at one target, and its argmax test");
   m.def("attention", &attention, "softmax attention (float32 sums), causal or masked, grouped heads");
 }

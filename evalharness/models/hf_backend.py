@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, cut_at_stop
 from .cpu_allocator import keep_freed_memory
-from .fused_ops import fused_llama_ops, fusable_modules, load_fused_ops
+from .fused_ops import fused_llama_ops, fusable_modules, kernel_ok, load_fused_ops
 from .last_layer import last_layer, last_layer_at
 from .mpt_attention import is_fsdp_module, mpt_hidden_states, supports_fast_mpt
 from .packing import Row, allowed_mask, common_prefix_length, plan_batches, plan_rows, prefix_groups, prefix_saving_pays
@@ -228,7 +228,8 @@ class HFCausalLM:
             logits = self._logits_at(input_ids.to(self.device), attention_mask.to(self.device),
                                      torch.tensor(b_idx, dtype=torch.long), torch.tensor(p_idx, dtype=torch.long),
                                      positions, segments, prefix=self._shared_prefix(batch))
-            token_lp, greedy = read_logprobs(logits, targets_t.to(logits.device), self.read_chunk)
+            token_lp, greedy = read_logprobs(logits, targets_t.to(logits.device), self.read_chunk,
+                                             load_fused_ops() if self.fused_ops else None)
         token_lp, greedy = token_lp.cpu(), greedy.cpu()
         out, offset = [], 0
         for s in members:
@@ -429,13 +430,19 @@ class HFCausalLM:
                           past_key_values=cache, use_cache=True)
 
 
-def read_logprobs(logits: torch.Tensor, targets: torch.Tensor, chunk: int = READ_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+def read_logprobs(logits: torch.Tensor, targets: torch.Tensor, chunk: int = READ_CHUNK,
+                  ops: Any | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(log-prob of each row's target in float32, whether the target is the row's argmax) for logits [N, vocab].
 
     Equal to `log_softmax(logits.float())[i, target]` and its argmax test, but reduced in blocks of `chunk`
     rows, each converted to float32 once and read by one max pass and one exp-sum pass while it is in
-    cache: no [N, vocab] float32 copy and no log-softmax array are ever written.
+    cache: no [N, vocab] float32 copy and no log-softmax array are ever written. With the fused kernels
+    (`ops`, fused_ops.py) and CPU logits, each row is read twice by one kernel (max, then the exp sum), straight
+    from the logits' dtype.
     """
+    if ops is not None and kernel_ok(logits) and hasattr(ops, "log_softmax_at") and logits.dim() == 2:
+        lp, greedy = ops.log_softmax_at(logits.contiguous(), targets.to(torch.long).contiguous())
+        return lp, greedy
     lp = torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device)
     greedy = torch.empty(logits.shape[0], dtype=torch.bool, device=logits.device)
     for s in range(0, logits.shape[0], chunk):
