@@ -4,8 +4,11 @@ On the CPU, a small model's forward spends a large share of its time in memory-b
 LlamaRMSNorm alone is eight of them (to float32, pow, mean, add, rsqrt, mul, back to the dtype, mul by the
 weight), the rotary embedding of queries and keys six (mul, slice, neg, cat, mul, add). fused_ops.cpp does
 each in one pass with the same arithmetic (the same roundings in bfloat16; the one difference, the order of a
-float32 sum, is in the .cpp header). The MLP's SiLU x product was tried too and is not fused: torch's own
-vectorised SiLU and product together were as fast as a fused pass (README, levers table).
+float32 sum, is in the .cpp header). The MLP's SiLU x product was tried too (twice) and is not fused: torch's own
+vectorised SiLU and product together were as fast as a fused pass (README, levers table). Two kernels are not
+element-wise: the attention (scores, softmax and weighted sum per (row, key/value head); in bfloat16 with
+AVX512-BF16 pair dot products) and the log-probs at the read positions (log_softmax_at, used by the backend's
+read_logprobs).
 
 The kernels are compiled on first use (torch.utils.cpp_extension with ninja and the system C++ compiler, about
 30 s) into the evalharness cache, keyed by the source, the compiler flags, the CPU's instruction-set flags and
