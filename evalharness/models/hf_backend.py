@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import ExitStack
 from typing import Any, Callable, Sequence
 
 import torch
@@ -13,6 +13,8 @@ from .cpu_allocator import keep_freed_memory
 from .fused_ops import fused_llama_ops, fusable_modules, kernel_ok, load_fused_ops
 from .last_layer import last_layer, last_layer_at
 from .mpt_attention import is_fsdp_module, mpt_hidden_states, supports_fast_mpt
+from .packed_linear import PackedWeights, body_linears, fits_in_memory, packed_linears
+from .packed_linear import available as packed_linear_available
 from .packing import Row, allowed_mask, common_prefix_length, plan_batches, plan_rows, prefix_groups, prefix_saving_pays
 
 # Model types whose logits are exactly `output_embeddings(last_hidden_state)`: for these the head runs
@@ -106,6 +108,10 @@ class HFCausalLM:
         self.read_chunk = READ_CHUNK  # rows of logits reduced at a time (read_logprobs)
         # Llama's RMSNorm and rotary embedding through one-pass CPU kernels while scoring (fused_ops.py), when it has them
         self.fused_ops = self.device.type == "cpu" and bool(fusable_modules(model))
+        # the linear layers (body and LM head) on oneDNN-packed copies of their weights (packed_linear.py), if they fit
+        linears = body_linears(model) if self.device.type == "cpu" and not _is_sharded(model) else []
+        self.pack_linear_weights = bool(linears) and packed_linear_available() and fits_in_memory(linears)
+        self._packed_weights = PackedWeights()
         # Llama's last decoder layer runs only at the read positions (keys and values everywhere; last_layer.py)
         self.read_only_last_layer = self._split_head and last_layer(model) is not None
         # a batch whose rows start with the same long prefix runs it once, through a KV cache. Not with FSDP:
@@ -224,7 +230,11 @@ class HFCausalLM:
                 targets += s.targets
                 members.append(s)
         targets_t = torch.tensor(targets, dtype=torch.long)
-        with torch.inference_mode(), fused_llama_ops(self.model) if self.fused_ops else nullcontext():
+        with torch.inference_mode(), ExitStack() as swaps:
+            if self.fused_ops:
+                swaps.enter_context(fused_llama_ops(self.model))
+            if self.pack_linear_weights:
+                swaps.enter_context(packed_linears(self.model, self._packed_weights))
             logits = self._logits_at(input_ids.to(self.device), attention_mask.to(self.device),
                                      torch.tensor(b_idx, dtype=torch.long), torch.tensor(p_idx, dtype=torch.long),
                                      positions, segments, prefix=self._shared_prefix(batch))
