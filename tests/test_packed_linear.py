@@ -13,7 +13,10 @@ from evalharness.models.hf_backend import HFCausalLM
 from evalharness.models.packed_linear import PackedWeights, body_linears, fits_in_memory, packed_linears
 from evalharness.requests import LoglikelihoodRequest as R
 
-pytestmark = pytest.mark.skipif(not packed_linear.available(), reason="this torch has no oneDNN")
+
+@pytest.fixture(autouse=True)
+def _onednn():
+    assert packed_linear.available(), "the pinned torch has oneDNN: the packed path must run here"
 
 
 def _linear(k: int, n: int, dtype: torch.dtype, bias: bool) -> torch.nn.Linear:

@@ -75,6 +75,21 @@ def test_read_logprobs_kernel_on_a_real_vocabulary(dtype):
     assert torch.equal(greedy, logits.float().argmax(-1) == targets) and greedy[:3].all()
 
 
+@pytest.mark.parametrize("kernel", READERS)
+def test_read_logprobs_greedy_is_the_first_maximum(kernel):
+    """Ties between lanes of a vector and between the vector part and the tail (100 logits: 6 vectors of 16,
+    then 4): only the first index of the maximum is greedy."""
+    logits = torch.zeros(3, 100)
+    logits[0, [37, 70]] = 5.0  # a tie inside the vector part
+    logits[1, [20, 98]] = 5.0  # a tie between the vector part and the tail
+    logits[2, 97] = 5.0        # the maximum only in the tail
+    targets = torch.tensor([37, 98, 97])
+    _, greedy = read_logprobs(logits, targets, ops=_kernels() if kernel else None)
+    assert greedy.tolist() == [True, False, True]
+    _, greedy = read_logprobs(logits, torch.tensor([70, 20, 0]), ops=_kernels() if kernel else None)
+    assert greedy.tolist() == [False, True, False]
+
+
 def test_read_logprobs_kernel_refuses_out_of_range_targets():
     with pytest.raises(RuntimeError, match="out of range"):
         _kernels().log_softmax_at(torch.zeros(2, 5), torch.tensor([1, 5]))

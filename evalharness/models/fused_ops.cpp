@@ -499,17 +499,31 @@ void attention_impl(const AttentionArgs& a) {
 template <typename S>
 void log_softmax_row(const typename S::T* __restrict x, int64_t n, int64_t target, float* lp, bool* greedy) {
   const v16f ninf = v16f{} - INFINITY;
+  const v16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
   v16f mx = ninf;
+  v16i at = v16i{} + static_cast<int32_t>(n);  // per lane, the first index of its maximum (n: none yet)
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
     const v16f v = S::load(x + j);
-    mx = mx > v ? mx : v;
+    // strictly greater, so a lane keeps the first index of a tie (and the first of a row of -inf)
+    const v16i take = (v > mx) | ((at == static_cast<int32_t>(n)) & (v == mx));
+    at = take ? lane + static_cast<int32_t>(j) : at;
+    mx = take ? v : mx;
   }
   float top = -INFINITY;
+  int64_t first = n;  // the first index holding the row's maximum
   for (int64_t l = 0; l < kLanes; ++l) top = std::max(top, mx[l]);
-  for (int64_t i = j; i < n; ++i) top = std::max(top, S::load_one(x + i));
-  int64_t first = 0;  // the first index holding the maximum
-  while (first < n && S::load_one(x + first) != top) ++first;
+  for (int64_t l = 0; l < kLanes; ++l)
+    if (mx[l] == top) first = std::min<int64_t>(first, at[l]);
+  for (int64_t i = j; i < n; ++i) {  // the tail comes after every vector index
+    const float v = S::load_one(x + i);
+    if (v > top) {
+      top = v;
+      first = i;
+    } else if (v == top && first == n) {
+      first = i;
+    }
+  }
   v16f acc[4] = {};  // four partial sums per lane: shorter chains of additions (and of rounding errors)
   for (j = 0; j + 4 * kLanes <= n; j += 4 * kLanes)
     for (int64_t u = 0; u < 4; ++u) acc[u] += exp_nonpositive(S::load(x + j + u * kLanes) - top);

@@ -39,6 +39,8 @@ from typing import Any, Iterator
 
 import torch
 
+from .forward_swap import swapped_forwards
+
 ENV = "EVALHARNESS_FUSED_OPS"
 SOURCE = Path(__file__).with_name("fused_ops.cpp")
 CFLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math",
@@ -258,15 +260,6 @@ def fused_llama_ops(model: torch.nn.Module, ops: Any | None = None) -> Iterator[
     """Within the block, the model's Llama norms and attentions run the fused kernels; yields how many
     modules were swapped (0 if the kernels are unavailable or the model has none)."""
     ops = ops if ops is not None else load_fused_ops()
-    swapped: list[torch.nn.Module] = []
-    if ops is not None:
-        for module, kind in fusable_modules(model):
-            if "forward" in module.__dict__:  # someone else's instance override: leave it
-                continue
-            module.forward = functools.partial(_FORWARDS[kind], module, ops)
-            swapped.append(module)
-    try:
-        yield len(swapped)
-    finally:
-        for module in swapped:
-            module.__dict__.pop("forward", None)
+    kinds = fusable_modules(model) if ops is not None else []
+    with swapped_forwards((m, functools.partial(_FORWARDS[kind], m, ops)) for m, kind in kinds) as swapped:
+        yield swapped

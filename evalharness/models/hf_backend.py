@@ -451,8 +451,7 @@ def read_logprobs(logits: torch.Tensor, targets: torch.Tensor, chunk: int = READ
     from the logits' dtype.
     """
     if ops is not None and kernel_ok(logits) and hasattr(ops, "log_softmax_at") and logits.dim() == 2:
-        lp, greedy = ops.log_softmax_at(logits.contiguous(), targets.to(torch.long).contiguous())
-        return lp, greedy
+        return tuple(ops.log_softmax_at(logits.contiguous(), targets.to(torch.long).contiguous()))
     lp = torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device)
     greedy = torch.empty(logits.shape[0], dtype=torch.bool, device=logits.device)
     for s in range(0, logits.shape[0], chunk):

@@ -23,6 +23,7 @@ from typing import Any, Iterator
 import torch
 import torch.nn.functional as F
 
+from .forward_swap import swapped_forwards
 from .fused_ops import INERT_ATTENTION_KWARGS, kernel_ok, llama_sources_known
 
 # the transformers code the replacement stands in for (hashes in fused_ops.KNOWN_SOURCES)
@@ -57,14 +58,9 @@ def last_layer_at(model: torch.nn.Module, rows: torch.Tensor, positions: torch.T
     Rotary embedding and attention run the fused kernels `ops` (fused_ops.py) where given. Yields False, changing
     nothing, if the model does not allow it."""
     layer = last_layer(model)
-    if layer is None or "forward" in layer.__dict__:
-        yield False
-        return
-    layer.forward = functools.partial(_read_positions_forward, layer, ops, rows, positions)
-    try:
-        yield True
-    finally:
-        layer.__dict__.pop("forward", None)
+    forward = [] if layer is None else [(layer, functools.partial(_read_positions_forward, layer, ops, rows, positions))]
+    with swapped_forwards(forward) as swapped:
+        yield swapped == 1
 
 
 def _read_positions_forward(layer: Any, ops: Any, rows: torch.Tensor, positions: torch.Tensor,

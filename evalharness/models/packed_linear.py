@@ -21,10 +21,13 @@ from __future__ import annotations
 import functools
 import os
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
+
+from .forward_swap import swapped_forwards
+from .fsdp import available_memory
 
 ENV = "EVALHARNESS_PACKED_LINEAR"
 # packed copies may take at most this share of MemAvailable
@@ -56,22 +59,9 @@ def body_linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
             and m.weight.device.type == "cpu" and m.weight.dtype in (torch.float32, torch.bfloat16)]
 
 
-def _mem_available() -> int | None:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def fits_in_memory(modules: list[torch.nn.Linear], share: float = MEMORY_SHARE) -> bool:
-    """True if packed copies of these weights take at most `share` of the memory available now (2 GiB if unknown)."""
-    size = sum(m.weight.numel() * m.weight.element_size() for m in modules)
-    free = _mem_available()
-    return size <= (share * free if free is not None else 2 << 30)
+    """True if packed copies of these weights take at most `share` of the memory available now."""
+    return sum(m.weight.numel() * m.weight.element_size() for m in modules) <= share * available_memory()
 
 
 class PackedWeights:
@@ -105,14 +95,5 @@ def _forward(module: torch.nn.Linear, cache: PackedWeights, x: torch.Tensor) -> 
 @contextmanager
 def packed_linears(model: torch.nn.Module, cache: PackedWeights) -> Iterator[int]:
     """Within the block, the body's linear layers run on their packed weights; yields how many were swapped."""
-    swapped = []
-    for module in body_linears(model):
-        if "forward" in module.__dict__:  # someone else's instance override: leave it
-            continue
-        module.forward = functools.partial(_forward, module, cache)
-        swapped.append(module)
-    try:
-        yield len(swapped)
-    finally:
-        for module in swapped:
-            module.__dict__.pop("forward", None)
+    with swapped_forwards((m, functools.partial(_forward, m, cache)) for m in body_linears(model)) as swapped:
+        yield swapped
