@@ -82,6 +82,33 @@ def test_rope_matches_eager_exactly(ops, dim, batch_cos):
         assert torch.equal(ops.rope(xd, cos, sin), eager_rope(xd, cos, sin))  # same ops, same roundings
 
 
+def test_silu_mul_hand_computed(ops):
+    # silu(g) = g / (1 + exp(-g)): silu(0) = 0, silu(1) = 1 / (1 + 1/e) = 0.7310586, silu(-2) = -2 / (1 + e^2)
+    # = -0.2384058; times up = [5, 2, -3]
+    out = ops.silu_mul(torch.tensor([0.0, 1.0, -2.0]), torch.tensor([5.0, 2.0, -3.0]))
+    assert out.tolist() == pytest.approx([0.0, 2 * 0.7310586, 3 * 0.2384058], rel=1e-6)
+    # large |g|: silu(100) = 100; silu(-100) = -100 e^-100 ~ -4e-42, here -100 / (1 + e^88) ~ -6e-37 (exp's argument
+    # is clamped at 88; torch gets -0.0 from an infinite exp); NaN stays NaN
+    out = ops.silu_mul(torch.tensor([100.0, -100.0, float("nan")]), torch.ones(3))
+    assert out[0].item() == 100.0 and -1e-36 < out[1].item() <= 0.0 and math.isnan(out[2].item())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("shape", [(3, 7, 1536), (5, 37), (1, 5)])  # whole vectors; a 5-value tail; tail only
+def test_silu_mul_matches_eager(ops, dtype, shape):
+    g = torch.randn(shape, generator=torch.Generator().manual_seed(3)) * 4
+    u = torch.randn(shape, generator=torch.Generator().manual_seed(4))
+    g, u = g.to(dtype), u.to(dtype)
+    eager = torch.nn.functional.silu(g) * u
+    out = ops.silu_mul(g, u)
+    assert out.dtype == dtype and out.shape == g.shape
+    if dtype == torch.bfloat16:  # the same roundings; exp differs from torch's (Sleef) only in float32's last bits
+        assert (out != eager).float().mean().item() < 1e-3
+        assert torch.allclose(out.float(), eager.float(), rtol=2 ** -7, atol=0)
+    else:
+        assert torch.allclose(out, eager, rtol=1e-6, atol=1e-7)
+
+
 def test_kernels_refuse_bad_operands(ops):
     with pytest.raises(RuntimeError, match="dtype"):
         ops.rms_norm(torch.ones(2, 4), torch.ones(4, dtype=torch.bfloat16), 1e-5)
@@ -190,17 +217,37 @@ def _tiny_llama(dtype: torch.dtype = torch.float32) -> LlamaForCausalLM:
 def test_swap_in_and_out(ops):
     model = _tiny_llama()
     kinds = [kind for _, kind in fusable_modules(model)]
-    assert kinds.count("rms_norm") == 2 * 2 + 1 and kinds.count("attention") == 2  # two norms per layer + the final
+    # two norms per layer + the final one, an attention and an MLP per layer
+    assert kinds.count("rms_norm") == 2 * 2 + 1 and kinds.count("attention") == 2 and kinds.count("mlp") == 2
     ids = torch.randint(0, 50432, (3, 40), generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         eager = model.model(input_ids=ids).last_hidden_state
         with fused_llama_ops(model, ops) as swapped:
-            assert swapped == 7
+            assert swapped == 9
             assert isinstance(model.model.layers[0].self_attn.forward, functools.partial)
             assert all("forward" in m.__dict__ for m, _ in fusable_modules(model))
             fused = model.model(input_ids=ids).last_hidden_state
     assert not any("forward" in m.__dict__ for m, _ in fusable_modules(model))  # restored
     assert torch.allclose(fused, eager, atol=2e-5, rtol=1e-5)
+
+
+def test_mlp_swap_matches_eager_in_bfloat16(ops):
+    model = _tiny_llama(torch.bfloat16)
+    mlp = model.model.layers[0].mlp
+    x = torch.randn(2, 9, model.config.hidden_size, generator=torch.Generator().manual_seed(5)).to(torch.bfloat16)
+    with torch.inference_mode():
+        eager = mlp(x)
+        with fused_llama_ops(model, ops):
+            assert isinstance(mlp.forward, functools.partial)
+            fused = mlp(x)
+    assert torch.equal(fused, eager)
+
+
+def test_mlp_is_swapped_only_with_the_known_silu(ops):
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, hidden_act="gelu")
+    model = LlamaForCausalLM(config).eval()
+    assert "mlp" not in [kind for _, kind in fusable_modules(model)]  # act_fn is not SiLU: eager MLP
 
 
 def test_autograd_falls_back_to_eager(ops):
@@ -210,6 +257,7 @@ def test_autograd_falls_back_to_eager(ops):
         loss = model(input_ids=ids, labels=ids).loss
     loss.backward()  # the kernels have no backward: with grad on, the eager forwards ran
     assert model.model.norm.weight.grad is not None and model.model.layers[0].self_attn.q_proj.weight.grad is not None
+    assert model.model.layers[0].mlp.gate_proj.weight.grad is not None
 
 
 def test_backend_scores_the_same_with_and_without_kernels(neox_tokenizer_dir):

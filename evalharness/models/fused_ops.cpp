@@ -5,13 +5,15 @@
 // neg, cat, mul, add). The arithmetic is the eager one, in the same order and with the same roundings: in
 // bfloat16, every intermediate that eager PyTorch stores as a bfloat16 tensor is rounded to bfloat16 here too
 // (round to nearest even). The one difference: the order in which RMSNorm's float32 sum of squares is added up
-// (16 partial sums), which can move a result by one unit in its last place.
+// (16 partial sums), which can move a result by one unit in its last place. The SiLU x product (silu_mul) keeps
+// torch's formula and roundings but not its exp (Sleef's): float32 results can differ in their last bits.
 //
 // The attention kernel is not element-wise: its dot products use fused multiply-adds, and in bfloat16 on CPUs with
 // AVX512-BF16 the pair dot-product instructions (see `attention` at the end).
 //
 // Loops are written with GCC/Clang vector extensions (16 floats), which the compiler maps to AVX-512, AVX2 or
-// SSE as the target allows; rows are spread over torch's threads with at::parallel_for (OpenMP).
+// SSE as the target allows, with AVX-512 intrinsics where the compiler's own mapping was slow (bfloat16 loads and
+// stores, exp); rows are spread over torch's threads with at::parallel_for (OpenMP).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -47,9 +49,17 @@ inline v16f float_of(v16u u) {
 
 // float32 -> bfloat16 bits, round to nearest even, NaN kept quiet (as c10::BFloat16).
 inline v16u bf16_bits(v16f f) {
+#if defined(__AVX512F__)
+  const __m512i u = _mm512_castps_si512((__m512)f);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+  const __mmask16 nan = _mm512_cmp_ps_mask((__m512)f, (__m512)f, _CMP_UNORD_Q);
+  return (v16u)_mm512_mask_mov_epi32(rounded, nan, _mm512_set1_epi32(0x7fc0));
+#else
   v16u u = bits_of(f);
   v16u rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
   return (u & 0x7fffffffu) > 0x7f800000u ? (v16u{} + 0x7fc0u) : rounded;
+#endif
 }
 
 // Storage types. load/store move 16 values between memory and floats; round() rounds floats to the storage
@@ -69,13 +79,22 @@ struct F32 {
 struct BF16 {
   using T = uint16_t;
   static inline v16f load(const T* p) {
+#if defined(__AVX512F__)
+    return (v16f)_mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+#else
     v16h h;
     std::memcpy(&h, p, sizeof h);
     return float_of(__builtin_convertvector(h, v16u) << 16);
+#endif
   }
   static inline void store(T* p, v16f f) {
+#if defined(__AVX512F__)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16((__m512i)bf16_bits(f)));
+#else
     v16h h = __builtin_convertvector(bf16_bits(f), v16h);
     std::memcpy(p, &h, sizeof h);
+#endif
   }
   static inline v16f round(v16f f) { return float_of(bf16_bits(f) << 16); }
   static inline float load_one(const T* p) {
@@ -162,15 +181,14 @@ void rope_impl(const typename S::T* x, const typename S::T* cos, const typename 
 }
 
 // ---- attention -------------------------------------------------------------------------------------------------
-// exp(x) for x <= 0 (scores minus their row maximum), in float32: x = n ln2 + r with n = floor(x / ln2 + 1/2),
+// exp(x) for x <= 0 (scores minus their row maximum; the same arithmetic holds up to x = 88), in float32: x = n ln2 + r with n = floor(x / ln2 + 1/2),
 // |r| <= ln2 / 2, exp(r) by its degree-7 Taylor polynomial (relative error under 1e-8 before rounding), times 2^n.
 // With AVX-512: the floor by one rounding instruction, the polynomial by fused multiply-adds and 2^n by vscalefps
 // (13 vector instructions per 16 values instead of about 30); else 2^n is built from its bits.
 inline v16f exp_nonpositive(v16f x) {
-  const v16f lo = v16f{} - 87.0f;
-  x = x < lo ? lo : x;  // exp(-87) ~ 1.6e-38, the smallest normal floats; masked scores are zeroed by the caller
+  // exp(-87) ~ 1.6e-38, the smallest normal floats; masked scores are zeroed by the caller
 #if defined(__AVX512F__)
-  const __m512 xv = (__m512)x;
+  const __m512 xv = _mm512_max_ps(_mm512_set1_ps(-87.0f), (__m512)x);  // NaN stays NaN (second operand)
   const __m512 n = _mm512_roundscale_ps(_mm512_fmadd_ps(xv, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
                                         _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xv);
@@ -185,6 +203,8 @@ inline v16f exp_nonpositive(v16f x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
   return (v16f)_mm512_scalef_ps(p, n);
 #else
+  const v16f lo = v16f{} - 87.0f;
+  x = x < lo ? lo : x;
   const v16f y = x * 1.44269504088896341f + 0.5f;
   v16f n = __builtin_convertvector(__builtin_convertvector(y, v16i), v16f);  // truncation toward zero
   n = n > y ? n - 1.0f : n;                                                 // floor
@@ -201,6 +221,17 @@ inline v16f exp_nonpositive(v16f x) {
   v16f two_n;
   std::memcpy(&two_n, &e, sizeof two_n);
   return p * two_n;
+#endif
+}
+
+// exp(x) for any x: x clamped to [-87, 88] (beyond, the results under- or overflow float32 anyway: 0 or a huge
+// finite value, where torch gives 0 or inf; a SiLU is the same either way).
+inline v16f exp_full(v16f x) {
+#if defined(__AVX512F__)
+  return exp_nonpositive((v16f)_mm512_min_ps(_mm512_set1_ps(88.0f), (__m512)x));  // NaN stays NaN (second operand)
+#else
+  const v16f hi = v16f{} + 88.0f;
+  return exp_nonpositive(x > hi ? hi : x);
 #endif
 }
 
@@ -523,6 +554,43 @@ void attention_impl(const AttentionArgs& a) {
   });
 }
 
+// ---- SiLU x product -------------------------------------------------------------------------------------------
+// The MLP's act_fn(gate) * up: silu(g) = g / (1 + exp(-g)) in float32 (torch's formula), rounded to the storage
+// dtype as the eager silu tensor is, times up, rounded again. exp is exp_full (FMA polynomial; torch uses
+// Sleef), so a float32 result can differ from torch's in its last bits, a bfloat16 one rarely by one unit.
+template <typename S>
+void silu_mul_impl(const typename S::T* g, const typename S::T* u, typename S::T* out, int64_t rows, int64_t n) {
+  at::parallel_for(0, rows, 16, [=](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const typename S::T* gr = g + r * n;
+      const typename S::T* ur = u + r * n;
+      typename S::T* o = out + r * n;
+      int64_t j = 0;
+#if defined(__AVX512BF16__)
+      // bfloat16 with AVX512-BF16: the two roundings by vcvtneps2bf16 (nearest even like c10::BFloat16, but denormal
+      // results flush to zero), half the instructions of the portable path below
+      if constexpr (std::is_same<S, BF16>::value) {
+        for (; j + kLanes <= n; j += kLanes) {
+          const __m512 x = (__m512)S::load(gr + j);
+          const __m512 silu = _mm512_div_ps(x, _mm512_add_ps((__m512)exp_full((v16f)_mm512_sub_ps(_mm512_setzero_ps(), x)),
+                                                              _mm512_set1_ps(1.0f)));
+          const __m512 rounded = _mm512_castsi512_ps(_mm512_slli_epi32(
+              _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(silu)), 16));
+          const __m512 prod = _mm512_mul_ps(rounded, (__m512)S::load(ur + j));
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + j), (__m256i)_mm512_cvtneps_pbh(prod));
+        }
+      }
+#endif
+      for (; j < n; j += kLanes) {
+        const int64_t m = n - j < kLanes ? n - j : kLanes;
+        const v16f x = load_n<S>(gr + j, m);
+        const v16f silu = S::round(x / (exp_full(v16f{} - x) + 1.0f));
+        store_n<S>(o + j, S::round(silu * load_n<S>(ur + j, m)), m);
+      }
+    }
+  });
+}
+
 // ---- log-probs at read positions --------------------------------------------------------------------------------
 // One row of logits: log_softmax(x)[target] in float32 (x - max - log(sum(exp(x - max)))), and whether the target
 // is the first index of the row's maximum (torch.argmax's choice). Two passes over the row while it is in cache.
@@ -673,6 +741,24 @@ torch::Tensor attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::
   return out;
 }
 
+// silu(gate) * up for gate and up of one shape (the MLP's act_fn(gate_proj(x)) * up_proj(x)); a new tensor.
+torch::Tensor silu_mul(torch::Tensor gate, torch::Tensor up) {
+  const auto dtype = gate.scalar_type();
+  const bool bf16 = is_bf16(gate);
+  TORCH_CHECK(gate.device().is_cpu() && up.device().is_cpu() && up.scalar_type() == dtype && gate.sizes() == up.sizes(),
+              "gate and up must be CPU tensors of one shape and dtype");
+  gate = gate.contiguous();
+  up = up.contiguous();
+  auto out = torch::empty_like(gate);
+  const int64_t n = gate.dim() == 0 ? 1 : gate.size(-1), rows = n == 0 ? 0 : gate.numel() / n;
+  if (rows == 0) return out;
+  if (bf16)
+    silu_mul_impl<BF16>(ptr<uint16_t>(gate), ptr<uint16_t>(up), ptr<uint16_t>(out), rows, n);
+  else
+    silu_mul_impl<F32>(ptr<float>(gate), ptr<float>(up), ptr<float>(out), rows, n);
+  return out;
+}
+
 // (log_softmax(logits.float())[i, targets[i]], whether targets[i] is row i's argmax) for logits [N, vocab]
 // (contiguous float32 or bfloat16) and targets [N] (int64): float32 and bool tensors of N values.
 std::vector<torch::Tensor> log_softmax_at(torch::Tensor logits, torch::Tensor targets) {
@@ -704,5 +790,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("rms_norm", &rms_norm, "LlamaRMSNorm over the last dimension");
   m.def("rope", &rope, "rotary position embedding of [B, T, H, D]");
   m.def("log_softmax_at", &log_softmax_at, "log-softmax of each row of logits at one target, and its argmax test");
+  m.def("silu_mul", &silu_mul, "silu(gate) * up");
   m.def("attention", &attention, "softmax attention (float32 sums), causal or masked, grouped heads");
 }

@@ -4,8 +4,9 @@ On the CPU, a small model's forward spends a large share of its time in memory-b
 LlamaRMSNorm alone is eight of them (to float32, pow, mean, add, rsqrt, mul, back to the dtype, mul by the
 weight), the rotary embedding of queries and keys six (mul, slice, neg, cat, mul, add). fused_ops.cpp does
 each in one pass with the same arithmetic (the same roundings in bfloat16; the one difference, the order of a
-float32 sum, is in the .cpp header). The MLP's SiLU x product was tried too (twice) and is not fused: torch's own
-vectorised SiLU and product together were as fast as a fused pass (README, levers table). Two kernels are not
+float32 sum, is in the .cpp header). The MLP's act_fn(gate) * up (SiLU only) is one pass too (silu_mul: the same
+formula and roundings as torch, its exp by fused multiply-adds instead of Sleef's; about 2x torch's two passes in
+bfloat16; two earlier tries with a slower exp were not faster, README levers table). Two kernels are not
 element-wise: the attention (scores, softmax and weighted sum per (row, key/value head); in bfloat16 with
 AVX512-BF16 pair dot products) and the log-probs at the read positions (log_softmax_at, used by the backend's
 read_logprobs).
@@ -16,7 +17,7 @@ the torch version. If that is impossible (no compiler), scoring goes on with the
 `EVALHARNESS_FUSED_OPS=0` turns them off.
 
 `fused_llama_ops(model)` swaps the kernels in for the duration of a `with` block by giving the model's own
-LlamaRMSNorm and LlamaAttention instances a `forward` attribute (removed again on exit); nothing global
+LlamaRMSNorm, LlamaAttention and LlamaMLP instances a `forward` attribute (removed again on exit); nothing global
 changes, and modules of any other class (including FSDP-wrapped ones) are left alone. The replacements are written
 against the transformers source they replace: each is used only while that source is byte for byte the one they
 were checked against (KNOWN_SOURCES), so a transformers upgrade that changes one turns its swap off rather than
@@ -55,6 +56,8 @@ KNOWN_SOURCES = {
     "apply_rotary_pos_emb": "a6dd2967da96713e",
     "rotate_half": "3ef6f9c768ce9c6a",
     "sdpa_attention_forward": "a030d39b9274fbb1",
+    "LlamaMLP.forward": "1923407024d5de0b",
+    "SiLUActivation.forward": "f2004e1800110042",
 }
 
 _lock = threading.Lock()
@@ -133,13 +136,13 @@ def llama_sources_known(*names: str) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def swappable_kinds() -> frozenset[str]:
-    """Which replacements match the installed transformers: "rms_norm", "attention"."""
+    """Which replacements match the installed transformers: "rms_norm", "attention", "sdpa", "mlp"."""
     try:
         from transformers.models.llama import modeling_llama as llama
     except ImportError:  # pragma: no cover - transformers always ships Llama
         return frozenset()
 
-    kinds = {"rms_norm": llama_sources_known("LlamaRMSNorm.forward"),
+    kinds = {"rms_norm": llama_sources_known("LlamaRMSNorm.forward"), "mlp": llama_sources_known("LlamaMLP.forward"),
              "attention": llama_sources_known("LlamaAttention.forward", "apply_rotary_pos_emb", "rotate_half")
              and hasattr(llama, "ALL_ATTENTION_FUNCTIONS") and hasattr(llama, "eager_attention_forward")}
     try:  # the attention kernel stands in for transformers' sdpa function, inside the swapped LlamaAttention
@@ -156,6 +159,17 @@ def _attr(module: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         module = getattr(module, part)
     return module
+
+
+def silu_known(act: Any) -> bool:
+    """True if `act` is transformers' SiLUActivation with its known forward (not a hub kernel swapped in)."""
+    try:
+        from transformers.activations import SiLUActivation
+
+        return (type(act) is SiLUActivation and "forward" not in act.__dict__
+                and source_digest(SiLUActivation.forward) == KNOWN_SOURCES["SiLUActivation.forward"])
+    except (ImportError, OSError, TypeError):
+        return False
 
 
 def kernel_ok(x: torch.Tensor, *others: torch.Tensor) -> bool:
@@ -206,6 +220,16 @@ def _attention_forward(module: Any, ops: Any, hidden_states: torch.Tensor,
     return module.o_proj(attn_output), attn_weights
 
 
+def _mlp_forward(module: Any, ops: Any, x: torch.Tensor) -> torch.Tensor:
+    """LlamaMLP.forward (transformers 5.23.0) with a SiLU act_fn: silu(gate) * up in one kernel pass."""
+    if not kernel_ok(x) or module.training:
+        return type(module).forward(module, x)
+    return module.down_proj(ops.silu_mul(module.gate_proj(x), module.up_proj(x)))
+
+
+_FORWARDS = {"rms_norm": _rms_norm_forward, "attention": _attention_forward, "mlp": _mlp_forward}
+
+
 # keyword arguments that reach sdpa_attention_forward (and a decoder layer, last_layer.py) from a plain forward
 # and change nothing they compute
 INERT_ATTENTION_KWARGS = frozenset({"position_ids", "cache_position", "use_cache", "output_attentions",
@@ -234,17 +258,14 @@ def _attention_kernel_ok(module: Any, q: torch.Tensor, k: torch.Tensor, mask: to
             and tuple(mask.shape[2:]) == (tq, tk) and mask.device == q.device)
 
 
-_FORWARDS = {"rms_norm": _rms_norm_forward, "attention": _attention_forward}
-
-
 def fusable_modules(model: torch.nn.Module) -> list[tuple[torch.nn.Module, str]]:
     """(module, kind) for every module of the model the kernels can stand in for: exactly LlamaRMSNorm and
-    LlamaAttention (not subclasses, which may compute something else, nor FSDP-wrapped copies), each only if
-    its transformers source is the known one (swappable_kinds)."""
+    LlamaAttention and LlamaMLP with a SiLU (not subclasses, which may compute something else, nor FSDP-wrapped
+    copies), each only if its transformers source is the known one (swappable_kinds)."""
     kinds = swappable_kinds()
     if not kinds:
         return []
-    from transformers.models.llama.modeling_llama import LlamaAttention, LlamaRMSNorm
+    from transformers.models.llama.modeling_llama import LlamaAttention, LlamaMLP, LlamaRMSNorm
 
     found = []
     for module in model.modules():
@@ -252,12 +273,14 @@ def fusable_modules(model: torch.nn.Module) -> list[tuple[torch.nn.Module, str]]
             found.append((module, "rms_norm"))
         elif type(module) is LlamaAttention and "attention" in kinds:
             found.append((module, "attention"))
+        elif type(module) is LlamaMLP and "mlp" in kinds and silu_known(module.act_fn):
+            found.append((module, "mlp"))
     return found
 
 
 @contextmanager
 def fused_llama_ops(model: torch.nn.Module, ops: Any | None = None) -> Iterator[int]:
-    """Within the block, the model's Llama norms and attentions run the fused kernels; yields how many
+    """Within the block, the model's Llama norms, attentions and MLPs run the fused kernels; yields how many
     modules were swapped (0 if the kernels are unavailable or the model has none)."""
     ops = ops if ops is not None else load_fused_ops()
     kinds = fusable_modules(model) if ops is not None else []
