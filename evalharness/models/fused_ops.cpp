@@ -367,6 +367,12 @@ inline float softmax_row(float* __restrict pr, int64_t hi, int64_t n_pad, const 
     if (m != nullptr) {
       v16i allowed = {};
       const int64_t n = std::min<int64_t>(kLanes, std::max<int64_t>(0, hi - j));
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+      if (ms == 1) {  // 16 mask bytes at once
+        const __m128i bytes = _mm_maskz_loadu_epi8(n >= kLanes ? 0xffff : static_cast<__mmask16>((1u << n) - 1u), m + j);
+        allowed = (v16i)_mm512_cvtepu8_epi32(bytes);
+      } else
+#endif
       if (ms == 1) {
         uint8_t buf[kLanes] = {};
         std::memcpy(buf, m + j, n);
@@ -405,6 +411,24 @@ inline float softmax_row(float* __restrict pr, int64_t hi, int64_t n_pad, const 
   for (int64_t l = 0; l < kLanes; ++l) total += sum[l];
 #endif
   return 1.0f / total;
+}
+
+// One past the last key the mask row m (stride ms) allows among [0, n), or 0 if none.
+inline int64_t allowed_end(const uint8_t* m, int64_t n, int64_t ms) {
+#if defined(__AVX512BW__)
+  if (ms == 1) {  // 64 mask bytes at a time, from the end
+    int64_t end = n;
+    for (; end >= 64; end -= 64) {
+      const uint64_t nonzero = _mm512_test_epi8_mask(_mm512_loadu_si512(m + end - 64), _mm512_set1_epi8(-1));
+      if (nonzero) return end - 64 + (64 - __builtin_clzll(nonzero));
+    }
+    while (end > 0 && !m[end - 1]) --end;
+    return end;
+  }
+#endif
+  int64_t end = n;
+  while (end > 0 && !m[(end - 1) * ms]) --end;
+  return end;
 }
 
 // One (batch row, key/value head): every query head of its group, every query row.
@@ -455,9 +479,7 @@ void attention_task(const AttentionArgs& a, int64_t b, int64_t kvh) {
         if (a.mask == nullptr) {
           hi[r] = std::min(Tk, i + (Tk - Tq) + 1);
         } else {
-          const uint8_t* m = a.mask + b * a.ms[0] + i * a.ms[1];
-          hi[r] = Tk;
-          while (hi[r] > 0 && !m[(hi[r] - 1) * a.ms[2]]) --hi[r];
+          hi[r] = allowed_end(a.mask + b * a.ms[0] + i * a.ms[1], Tk, a.ms[2]);
         }
         top = std::max(top, hi[r]);
         if constexpr (pairs) {
