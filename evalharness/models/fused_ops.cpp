@@ -181,8 +181,9 @@ void rope_impl(const typename S::T* x, const typename S::T* cos, const typename 
 }
 
 // ---- attention -------------------------------------------------------------------------------------------------
-// exp(x) for x <= 0 (scores minus their row maximum; the same arithmetic holds up to x = 88), in float32: x = n ln2 + r with n = floor(x / ln2 + 1/2),
-// |r| <= ln2 / 2, exp(r) by its degree-7 Taylor polynomial (relative error under 1e-8 before rounding), times 2^n.
+// exp(x) for x <= 0 (scores minus their row maximum; the same arithmetic holds up to x = 88), in float32:
+// x = n ln2 + r with n = floor(x / ln2 + 1/2), |r| <= ln2 / 2, exp(r) by its degree-7 Taylor polynomial (relative
+// error under 1e-8 before rounding), times 2^n.
 // With AVX-512: the floor by one rounding instruction, the polynomial by fused multiply-adds and 2^n by vscalefps
 // (13 vector instructions per 16 values instead of about 30); else 2^n is built from its bits.
 inline v16f exp_nonpositive(v16f x) {
@@ -369,7 +370,8 @@ inline float softmax_row(float* __restrict pr, int64_t hi, int64_t n_pad, const 
       const int64_t n = std::min<int64_t>(kLanes, std::max<int64_t>(0, hi - j));
 #if defined(__AVX512BW__) && defined(__AVX512VL__)
       if (ms == 1) {  // 16 mask bytes at once
-        const __m128i bytes = _mm_maskz_loadu_epi8(n >= kLanes ? 0xffff : static_cast<__mmask16>((1u << n) - 1u), m + j);
+        const __mmask16 live = n >= kLanes ? 0xffff : static_cast<__mmask16>((1u << n) - 1u);
+        const __m128i bytes = _mm_maskz_loadu_epi8(live, m + j);
         allowed = (v16i)_mm512_cvtepu8_epi32(bytes);
       } else
 #endif
@@ -594,8 +596,8 @@ void silu_mul_impl(const typename S::T* g, const typename S::T* u, typename S::T
       if constexpr (std::is_same<S, BF16>::value) {
         for (; j + kLanes <= n; j += kLanes) {
           const __m512 x = (__m512)S::load(gr + j);
-          const __m512 silu = _mm512_div_ps(x, _mm512_add_ps((__m512)exp_full((v16f)_mm512_sub_ps(_mm512_setzero_ps(), x)),
-                                                              _mm512_set1_ps(1.0f)));
+          const __m512 e = (__m512)exp_full((v16f)_mm512_sub_ps(_mm512_setzero_ps(), x));
+          const __m512 silu = _mm512_div_ps(x, _mm512_add_ps(e, _mm512_set1_ps(1.0f)));
           const __m512 rounded = _mm512_castsi512_ps(_mm512_slli_epi32(
               _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(silu)), 16));
           const __m512 prod = _mm512_mul_ps(rounded, (__m512)S::load(ur + j));
