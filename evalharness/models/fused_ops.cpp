@@ -415,6 +415,20 @@ inline float softmax_row(float* __restrict pr, int64_t hi, int64_t n_pad, const 
   return 1.0f / total;
 }
 
+// block(std::integral_constant<int64_t, C>, j0) for the score blocks over keys [0, n_pad) (n_pad a multiple of 16):
+// kCols vectors of keys at a time, then one block of the 1-3 vectors left.
+template <typename Block>
+__attribute__((always_inline)) inline void for_score_blocks(int64_t n_pad, Block&& block) {
+  int64_t j0 = 0;
+  for (; j0 + kCols * kLanes <= n_pad; j0 += kCols * kLanes) block(std::integral_constant<int64_t, kCols>{}, j0);
+  switch ((n_pad - j0) / kLanes) {
+    case 3: block(std::integral_constant<int64_t, 3>{}, j0); break;
+    case 2: block(std::integral_constant<int64_t, 2>{}, j0); break;
+    case 1: block(std::integral_constant<int64_t, 1>{}, j0); break;
+    default: break;
+  }
+}
+
 // One past the last key the mask row m (stride ms) allows among [0, n), or 0 if none.
 inline int64_t allowed_end(const uint8_t* m, int64_t n, int64_t ms) {
 #if defined(__AVX512BW__)
@@ -498,29 +512,13 @@ void attention_task(const AttentionArgs& a, int64_t b, int64_t kvh) {
         else std::fill(q.begin() + R * D, q.end(), 0.0f);
       }
       const int64_t top_pad = (top + kLanes - 1) / kLanes * kLanes;
-      int64_t j0 = 0;
+      for_score_blocks(top_pad, [&](auto cols, int64_t j0) __attribute__((always_inline)) {
+        constexpr int64_t C = decltype(cols)::value;
 #if defined(__AVX512BF16__)
-      if constexpr (pairs) {
-        for (; j0 + kCols * kLanes <= top_pad; j0 += kCols * kLanes)
-          score_block_bf16<kCols>(q2.data(), kp.data(), ld, D2, j0, a.scale, p.data(), ld);
-        switch ((top_pad - j0) / kLanes) {
-          case 3: score_block_bf16<3>(q2.data(), kp.data(), ld, D2, j0, a.scale, p.data(), ld); break;
-          case 2: score_block_bf16<2>(q2.data(), kp.data(), ld, D2, j0, a.scale, p.data(), ld); break;
-          case 1: score_block_bf16<1>(q2.data(), kp.data(), ld, D2, j0, a.scale, p.data(), ld); break;
-          default: break;
-        }
-      }
+        if constexpr (pairs) score_block_bf16<C>(q2.data(), kp.data(), ld, D2, j0, a.scale, p.data(), ld);
 #endif
-      if constexpr (!pairs) {
-        for (; j0 + kCols * kLanes <= top_pad; j0 += kCols * kLanes)
-          score_block<kCols>(q.data(), kt.data(), ld, D, j0, a.scale, p.data(), ld);
-        switch ((top_pad - j0) / kLanes) {
-          case 3: score_block<3>(q.data(), kt.data(), ld, D, j0, a.scale, p.data(), ld); break;
-          case 2: score_block<2>(q.data(), kt.data(), ld, D, j0, a.scale, p.data(), ld); break;
-          case 1: score_block<1>(q.data(), kt.data(), ld, D, j0, a.scale, p.data(), ld); break;
-          default: break;
-        }
-      }
+        if constexpr (!pairs) score_block<C>(q.data(), kt.data(), ld, D, j0, a.scale, p.data(), ld);
+      });
       float inv[kRows] = {};
       for (int64_t r = 0; r < kRows; ++r) {
         if (r < R) {

@@ -142,7 +142,8 @@ def swappable_kinds() -> frozenset[str]:
     except ImportError:  # pragma: no cover - transformers always ships Llama
         return frozenset()
 
-    kinds = {"rms_norm": llama_sources_known("LlamaRMSNorm.forward"), "mlp": llama_sources_known("LlamaMLP.forward"),
+    kinds = {"rms_norm": llama_sources_known("LlamaRMSNorm.forward"),
+             "mlp": llama_sources_known("LlamaMLP.forward") and _silu_source_known(),
              "attention": llama_sources_known("LlamaAttention.forward", "apply_rotary_pos_emb", "rotate_half")
              and hasattr(llama, "ALL_ATTENTION_FUNCTIONS") and hasattr(llama, "eager_attention_forward")}
     try:  # the attention kernel stands in for transformers' sdpa function, inside the swapped LlamaAttention
@@ -161,15 +162,21 @@ def _attr(module: Any, dotted: str) -> Any:
     return module
 
 
-def silu_known(act: Any) -> bool:
-    """True if `act` is transformers' SiLUActivation with its known forward (not a hub kernel swapped in)."""
+def _silu_source_known() -> bool:
     try:
         from transformers.activations import SiLUActivation
 
-        return (type(act) is SiLUActivation and "forward" not in act.__dict__
-                and source_digest(SiLUActivation.forward) == KNOWN_SOURCES["SiLUActivation.forward"])
+        return source_digest(SiLUActivation.forward) == KNOWN_SOURCES["SiLUActivation.forward"]
     except (ImportError, OSError, TypeError):
         return False
+
+
+def silu_known(act: Any) -> bool:
+    """True if `act` is transformers' SiLUActivation (its source checked once, in swappable_kinds) with no
+    instance override (a hub kernel swapped in)."""
+    from transformers.activations import SiLUActivation
+
+    return type(act) is SiLUActivation and "forward" not in act.__dict__
 
 
 def kernel_ok(x: torch.Tensor, *others: torch.Tensor) -> bool:
