@@ -13,6 +13,7 @@ from ..resources import resource_dir
 from .protocol import AGGREGATES, Protocol
 
 REQUIRED = ("model", "task", "metric", "num_fewshot", "value", "source")
+UNKNOWN_SHOTS = ("", "?", "unknown")  # num_fewshot None: not stated, or mixed (LLM Foundry's gauntlet composites)
 OPTIONAL = ("display_name", "subset", "aggregate", "harness", "note", "reported_as")
 FRACTION_METRICS = ("acc", "pass@", "exact_match", "em", "f1")
 
@@ -47,7 +48,7 @@ def _parse_row(row: dict[str, str | None], where: str) -> Reference:
         return (row.get(name) or "").strip()
 
     for name in REQUIRED:
-        if not field(name):
+        if not field(name) and name != "num_fewshot":
             raise ConfigError(f"{where}: field {name!r} is empty")
     try:
         value = float(field("value"))
@@ -59,12 +60,12 @@ def _parse_row(row: dict[str, str | None], where: str) -> Reference:
     if metric.startswith(FRACTION_METRICS) and not 0.0 <= value <= 1.0:
         raise ConfigError(f"{where}: field 'value': {value} is not a fraction in [0, 1] (percentages: divide by 100)")
     shots_text = field("num_fewshot")
-    if shots_text in ("?", "unknown"):
+    if shots_text in UNKNOWN_SHOTS:
         shots = None
     elif shots_text.isdigit():
         shots = int(shots_text)
     else:
-        raise ConfigError(f"{where}: field 'num_fewshot': {shots_text!r} is not a whole number (or '?')")
+        raise ConfigError(f"{where}: field 'num_fewshot': {shots_text!r} is not a whole number (or '?' or empty)")
     aggregate = field("aggregate") or None
     if aggregate is not None and aggregate not in AGGREGATES:
         raise ConfigError(f"{where}: field 'aggregate': {aggregate!r} is not one of {', '.join(AGGREGATES)}")
