@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The CPU allocator lever (evalharness/models/cpu_allocator.py): the same evaluation with and without it.
+"""The CPU allocator lever (evalharness/backends/hf_cpu/cpu_allocator.py): the same evaluation with and without it.
 
 malloc settings are per process and cannot be undone cleanly, so each run is its own process: runs alternate
 EVALHARNESS_KEEP_FREED_MEMORY=0 / 1 for `--rounds` rounds; each prints the wall time of evalharness.evaluate
@@ -28,7 +28,7 @@ def one_run(args: argparse.Namespace) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import evalharness
-    from evalharness.models.cpu_allocator import keep_freed_memory
+    from evalharness.backends.hf_cpu.cpu_allocator import keep_freed_memory
     from evalharness.models.embedded import embedded_model_dir
 
     torch.set_num_threads(args.threads)

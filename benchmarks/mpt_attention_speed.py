@@ -1,4 +1,4 @@
-"""Time HF's eager MPT forward against evalharness.models.mpt_attention.mpt_hidden_states (not a test).
+"""Time HF's eager MPT forward against evalharness.backends.hf.mpt_attention.mpt_hidden_states (not a test).
 
 A random MptForCausalLM (6 layers, d_model 512, 8 heads, vocab 50432, max_seq_len 2048); final hidden states
 only (no lm_head) for both. Peak RSS is sampled from /proc/self/status during each call (growth above the RSS
@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from transformers import MptConfig, MptForCausalLM
 
-from evalharness.models.mpt_attention import mpt_hidden_states
+from evalharness.backends.hf.mpt_attention import mpt_hidden_states
 
 
 def rss_mb() -> float:

@@ -19,8 +19,8 @@ Everything generated (rendered task YAMLs, converted MMLU jsonl, outputs, logs) 
 into --work-dir, never into the repository.
 
 Example:
-  python benchmarks/parity_lm_eval.py --model-dir /work/smollm2-hf \\
-      --data-dir /work/shared/data --work-dir /work/parity-work --limit 200
+  python benchmarks/parity_lm_eval.py --model-dir <embedded model folder> \\
+      --data-dir ../shared/data --work-dir <scratch folder> --limit 200
 """
 
 from __future__ import annotations

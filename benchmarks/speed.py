@@ -17,8 +17,9 @@ task and overall:
   context once for all its choices, each choice's tokens once); attention and the LM head are not
   counted, so this understates the real utilisation a little.
 
-The CPU-allocator setting (evalharness/models/cpu_allocator.py) is applied at the start, so both tools run
-with it (it is per process). On CPUs without AVX512-BF16/AMX, bfloat16 configurations are skipped unless
+`--cpu-plugin on` (the default): evalharness with its CPU plugin (evalharness/backends/hf_cpu: kernels, packed
+weights, the last layer at the read positions), and the plugin's allocator setting applied at the start so both
+tools run with it (it is per process). `--cpu-plugin off`: the core HF backend alone, no allocator setting. On CPUs without AVX512-BF16/AMX, bfloat16 configurations are skipped unless
 asked for with --configs / --mpt-dtypes / --lever-dtypes (bf16 matrix products are ~500x slower there).
 
 Needs a Python with both evalharness and lm-eval installed (see benchmarks/requirements-lm-eval.txt;
@@ -26,9 +27,8 @@ then `pip install -e .` of this checkout into that venv). With `--mpt`, also a s
 (6 layers, d_model 512, GPT-NeoX vocabulary) on HellaSwag with enough shots for ~2k-token contexts, where
 attention matters; there the same request list goes straight to each tool's log-likelihood call.
 
-Example (the README's table):
-  /work/venv-lmeval/bin/python benchmarks/speed.py --model-dir ~/.cache/evalharness/models/<embedded> \\
-      --data-dir ../shared/data --threads 2 --rounds 3 --mpt
+Example (benchmarks/RESULTS.md):
+  <venv with lm-eval>/bin/python benchmarks/speed.py --data-dir ../shared/data --threads 2 --rounds 3 --mpt
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
-from evalharness.models.packing import common_prefix_length  # noqa: E402
+
+from evalharness.backends.hf.packing import common_prefix_length  # noqa: E402
 
 TASKS = ("lambada_openai", "piqa", "hellaswag", "mmlu")
 MC = {"piqa", "hellaswag", "mmlu"}
@@ -66,7 +67,7 @@ def matmul_rate(dtype: torch.dtype, n: int = 2048, seconds: float = 1.5) -> floa
     """Dense matmul FLOP/s on this machine in `dtype`: the best of repeated n x n x n products through torch.mm
     and, where torch has it, through oneDNN on a packed weight (what evalharness's packed linear layers call; in
     float32 torch.mm runs MKL, slower than oneDNN on AMD CPUs), so that MFU is measured against the faster."""
-    from evalharness.models import packed_linear
+    from evalharness.backends.hf_cpu import packed_linear
 
     a = torch.randn(n, n).to(dtype)
     b = torch.randn(n, n).to(dtype)
@@ -103,7 +104,7 @@ class Work:
     rows: int = 0  # tokens of the distinct input rows per item (what lm-eval forwards, without padding)
     scored: int = 0  # continuation tokens whose log-prob is read
 
-    def add(self, other: "Work") -> None:
+    def add(self, other: Work) -> None:
         for k in ("items", "requests", "least", "rows", "scored"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
 
@@ -184,27 +185,28 @@ class LmEvalRunner:
 class EvalharnessRunner:
     """evalharness.evaluate on the given model (its files written to a fresh folder each time)."""
 
-    def __init__(self, data_dir: Path, work_dir: Path) -> None:
+    def __init__(self, data_dir: Path, work_dir: Path, options: Any = None) -> None:
         self.data_dir = data_dir
         self.work_dir = work_dir
+        self.options = options
         self.n = 0
 
     def run(self, model: Any, tokenizer: Any, task: str, limit: int, batch_size: int) -> tuple[float, float, dict]:
         import evalharness
-        from evalharness.models.hf_backend import HFCausalLM
+        from evalharness.backends.hf.backend import HFBackend
 
         self.n += 1
         out_dir = self.work_dir / f"eh-{self.n}"
         timer = LoopTimer()
-        original = HFCausalLM.loglikelihood
-        HFCausalLM.loglikelihood = timer.wrap(original)  # type: ignore[method-assign]
+        original = HFBackend.loglikelihood
+        HFBackend.loglikelihood = timer.wrap(original)  # type: ignore[method-assign]
         try:
             t = time.perf_counter()
             evalharness.evaluate(model, tokenizer, [task], limit=limit, batch_size=batch_size, data_dir=self.data_dir,
-                                 output_dir=out_dir)
+                                 output_dir=out_dir, backend_options=self.options)
             wall = time.perf_counter() - t
         finally:
-            HFCausalLM.loglikelihood = original  # type: ignore[method-assign]
+            HFBackend.loglikelihood = original  # type: ignore[method-assign]
         items = {}
         with open(out_dir / f"samples_{task}.jsonl", encoding="utf-8") as f:
             for line in f:
@@ -229,8 +231,8 @@ def print_config_table(name: str, dtype: str, bs: tuple[int, int], works: dict[s
                        eh: dict[str, Timing], agree: dict[str, tuple[int, int]], n_params: int, rate: float) -> dict:
     print(f"\n### {name}: lm-eval {dtype if name != 'defaults' else 'float32'} batch {bs[0]} vs evalharness {dtype} "
           f"batch {bs[1]}  (median of {len(next(iter(eh.values())).wall)} rounds; matmul rate {rate / 1e9:.0f} GFLOP/s)")
-    head = (f"| task | least-work tokens | lm-eval wall s | evalharness wall s | ratio wall | lm-eval loop s | "
-            f"evalharness loop s | ratio loop | lm-eval tok/s | evalharness tok/s | MFU lm-eval | MFU evalharness | agree |")
+    head = ("| task | least-work tokens | lm-eval wall s | evalharness wall s | ratio wall | lm-eval loop s | "
+            "evalharness loop s | ratio loop | lm-eval tok/s | evalharness tok/s | MFU lm-eval | MFU evalharness | agree |")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     rows = {}
@@ -264,10 +266,10 @@ def print_config_table(name: str, dtype: str, bs: tuple[int, int], works: dict[s
 def main_benchmark(args: argparse.Namespace) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from evalharness.models.hf_backend import HFCausalLM
+    from evalharness.backends.hf.backend import HFBackend
     from evalharness.models.loading import default_dtype
-    from evalharness.task import Task
-    from evalharness.taskspec import TaskRegistry
+    from evalharness.tasks import TaskRegistry
+    from evalharness.tasks.task import Task
 
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
     fp32 = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.float32).eval()
@@ -281,7 +283,7 @@ def main_benchmark(args: argparse.Namespace) -> dict:
     tasks = [t for t in args.tasks.split(",") if t]
     limits = {t: (args.mmlu_limit if t == "mmlu" else args.limit) for t in tasks}
     registry = TaskRegistry()
-    counter = HFCausalLM(fp32, tokenizer)
+    counter = HFBackend(fp32, tokenizer)
     works = {}
     for t in tasks:
         items = Task(registry.get(t), args.data_dir).build_items(limit=limits[t])
@@ -296,7 +298,7 @@ def main_benchmark(args: argparse.Namespace) -> dict:
           f"{total.rows} in distinct rows ({total.rows / total.least:.2f}x)")
 
     lm_runner = LmEvalRunner(args.work_dir, args.data_dir)
-    eh_runner = EvalharnessRunner(args.data_dir, args.work_dir)
+    eh_runner = EvalharnessRunner(args.data_dir, args.work_dir, plugin_options(args))
     models = {"float32": fp32, "bfloat16": bf16}
     # (config, dtype, lm-eval batch, evalharness batch); "defaults": lm-eval's batch 1 and the checkpoint's dtype
     # (dtype="auto": float32 here) against evalharness's defaults (batch 16, bfloat16 on this CPU).
@@ -370,9 +372,9 @@ def mpt_benchmark(args: argparse.Namespace) -> dict:
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    from evalharness.models.hf_backend import HFCausalLM
-    from evalharness.task import Task
-    from evalharness.taskspec import TaskRegistry
+    from evalharness.backends.hf.backend import HFBackend
+    from evalharness.tasks import TaskRegistry
+    from evalharness.tasks.task import Task
 
     model32, tokenizer = build_random_mpt(args.tokenizer_dir)
     task = Task(TaskRegistry().get(args.mpt_task), args.data_dir)
@@ -380,7 +382,7 @@ def mpt_benchmark(args: argparse.Namespace) -> dict:
     requests = [r for it in items for r in it.requests]
     sizes = [len(it.requests) for it in items]
     n_params = non_embedding_params(model32)
-    counter = HFCausalLM(model32, tokenizer)
+    counter = HFBackend(model32, tokenizer)
     w = count_work(counter, [list(it.requests) for it in items], counter.max_length)
     lengths = [len(counter.encode(r.context)) for r in requests[::4]]
     print(f"\n## random MPT (6 layers, d_model 512, 8 heads, vocab 50432, max_seq_len 2048): {n_params / 1e6:.1f}M "
@@ -401,7 +403,7 @@ def mpt_benchmark(args: argparse.Namespace) -> dict:
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=args.mpt_batch_size, device="cpu", max_length=2048)
         instances = [Instance(request_type="loglikelihood", doc={}, arguments=(r.context, r.continuation), idx=i)
                      for i, r in enumerate(requests)]
-        eh = HFCausalLM(model, tokenizer, batch_size=args.mpt_batch_size)
+        eh = HFBackend(model, tokenizer, batch_size=args.mpt_batch_size, options=plugin_options(args))
         lm_times, eh_times = [], []
         for rnd in range(args.rounds):
             t = time.perf_counter()
@@ -426,26 +428,42 @@ def mpt_benchmark(args: argparse.Namespace) -> dict:
     return results
 
 
+def plugin_options(args: argparse.Namespace) -> Any:
+    """The HF backend's options for --cpu-plugin on/off."""
+    from evalharness.backends.hf.options import HFOptions
+
+    return HFOptions(accelerator="auto" if args.cpu_plugin == "on" else "none")
+
+
 # --------------------------------------------------------------------------- levers, one at a time
-LEVERS = {
+# each lever: HFOptions fields, or the CPU plugin's parts kept ("only"), or a private backend attribute ("attrs")
+LEVERS: dict[str, dict[str, Any]] = {
     "all levers": {},
-    "no packing (a row per choice)": {"pack": False},
-    "no padding-aware batching (plain batches of --batch-size)": {"batch_overhead_tokens": None},
-    "padding mask kept": {"mask_free": False},
-    "full LM head at every position": {"_split_head": False},
-    "log-probs read from the whole batch's logits at once": {"read_chunk": 1 << 30},
-    "shared prefix not run once": {"share_prefix": False},
-    "eager RMSNorm and rotary embedding (no fused kernels)": {"fused_ops": False},
-    "last decoder layer at every position": {"read_only_last_layer": False},
-    "linear weights not packed (F.linear: oneDNN re-lays bf16 weights per call, MKL in fp32)": {"pack_linear_weights": False},
+    "no packing (a row per choice)": {"options": {"pack": False}},
+    "no padding-aware batching (plain batches of --batch-size)": {"options": {"batch_overhead_tokens": None}},
+    "padding mask kept": {"options": {"mask_free": False}},
+    "full LM head at every position": {"attrs": {"_split_head": False}},
+    "log-probs read from the whole batch's logits at once": {"options": {"read_chunk": 1 << 30}},
+    "shared prefix not run once": {"options": {"share_prefix": False}},
+    "CPU plugin: no fused kernels": {"only": ("packed_linear", "last_layer")},
+    "CPU plugin: last decoder layer at every position": {"only": ("fused_ops", "packed_linear")},
+    "CPU plugin: linear weights not packed (F.linear)": {"only": ("fused_ops", "last_layer")},
+    "CPU plugin off (core HF backend only)": {"options": {"accelerator": "none"}},
 }
 
 
 def _backend_with(model: Any, tokenizer: Any, batch_size: int, changes: dict[str, Any]) -> Any:
-    from evalharness.models.hf_backend import HFCausalLM
+    from evalharness.backends.hf.backend import HFBackend
+    from evalharness.backends.hf.options import HFOptions
+    from evalharness.backends.hf_cpu import accelerator_for
 
-    backend = HFCausalLM(model, tokenizer, batch_size=batch_size)
-    for k, v in changes.items():
+    accelerator = None
+    if "only" in changes:
+        accelerator = accelerator_for(model, only=changes["only"])
+        assert not isinstance(accelerator, str), accelerator
+    backend = HFBackend(model, tokenizer, batch_size=batch_size, options=HFOptions(**changes.get("options", {})),
+                        accelerator=accelerator)
+    for k, v in changes.get("attrs", {}).items():  # benchmark-only switches of private levers
         setattr(backend, k, v)
     return backend
 
@@ -454,8 +472,8 @@ def lever_benchmark(args: argparse.Namespace) -> dict:
     """evalharness's log-likelihood loop on the benchmark's items with each lever turned off in turn."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from evalharness.task import Task
-    from evalharness.taskspec import TaskRegistry
+    from evalharness.tasks import TaskRegistry
+    from evalharness.tasks.task import Task
 
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
     fp32 = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.float32).eval()
@@ -475,8 +493,9 @@ def lever_benchmark(args: argparse.Namespace) -> dict:
         mpt, mtok = build_random_mpt(args.tokenizer_dir)
         task = Task(registry.get(args.mpt_task), args.data_dir)
         mreq = [r for it in task.build_items(limit=args.mpt_items, num_fewshot=args.mpt_shots) for r in it.requests]
-        levers = {"all levers": {}, "HF eager MPT attention": {"_fast_mpt": False},
-                  "no packing (a row per choice)": {"pack": False}, "shared prefix not run once": {"share_prefix": False}}
+        levers = {"all levers": {}, "HF eager MPT attention": {"attrs": {"_fast_mpt": False}},
+                  "no packing (a row per choice)": {"options": {"pack": False}},
+                  "shared prefix not run once": {"options": {"share_prefix": False}}}
         for d in args.lever_dtypes.split(","):
             models.append(("mpt " + d, (mpt if d == "float32" else copy.deepcopy(mpt).to(torch.bfloat16), mtok, mreq), levers))
     print("\n## levers (evalharness log-likelihood loop only, median of rounds)")
@@ -528,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="few-shot examples per item in --levers (default: each task's own; MMLU's 5 dev rows share a prefix)")
     p.add_argument("--lever-only", default=None,
                    help="with --levers: only the levers whose names contain one of these comma-separated words")
+    p.add_argument("--cpu-plugin", choices=["on", "off"], default="on",
+                   help="evalharness with its CPU plugin (default) or the core HF backend alone")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     if args.data_dir is None:
@@ -539,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
         args.model_dir = embedded_model_dir()
     args.work_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
-    from evalharness.models.cpu_allocator import keep_freed_memory
+    from evalharness.backends.hf_cpu.cpu_allocator import keep_freed_memory
     from evalharness.models.loading import default_dtype
 
     # CPUs without AVX512-BF16/AMX multiply bf16 matrices hundreds of times slower: no bf16 runs by default there
@@ -548,8 +569,8 @@ def main(argv: list[str] | None = None) -> int:
     args.configs = args.configs or both + ",defaults"
     args.mpt_dtypes = args.mpt_dtypes or both
     args.lever_dtypes = args.lever_dtypes or both
-    # applied here so that both tools run with it (it is per process; evalharness's CPU backend sets it anyway)
-    allocator = keep_freed_memory()
+    # with the plugin: applied here so that both tools run with it (it is per process)
+    allocator = keep_freed_memory() if args.cpu_plugin == "on" else False
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     # the dtypes whose matmul rate an MFU figure needs: those asked for, evalharness's default for the defaults
     # configuration, float32 always
@@ -560,7 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     rates = {d: matmul_rate(getattr(torch, d)) for d in dtypes}
     args.rates = rates
     print(f"machine: {cpu}, {os.cpu_count()} cores, {args.threads} torch threads; python {platform.python_version()}, "
-          f"torch {torch.__version__}; glibc malloc keeps freed memory (both tools): {allocator}")
+          f"torch {torch.__version__}; evalharness CPU plugin {args.cpu_plugin}; glibc malloc keeps freed memory "
+          f"(both tools): {allocator}")
     print("dense matmul (2048^3, best of torch.mm and oneDNN packed): " + ", ".join(f"{d} {r / 1e9:.0f} GFLOP/s" for d, r in rates.items())
           + ("" if fast_bf16 else " (no AVX512-BF16/AMX: bfloat16 not run unless asked for)"))
     out: dict[str, Any] = {"rates": rates, "threads": args.threads}

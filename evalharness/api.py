@@ -1,64 +1,41 @@
-"""evaluate() and run(): the one orchestration path the CLI (and later integrations) use."""
+"""evaluate() and run(): set up a backend and tasks, run the evaluation loop, write the run's files.
+
+`evaluate` takes a model already in memory (or any Backend instance); `run` takes a RunConfig, loads the model
+through the backend registry and is what the command line calls. Both write the same files when given a folder:
+results.json, samples_<task>.jsonl and report.html.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import datetime as _dt
+import logging
+import os
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-from tqdm import tqdm
-
-from .cache import CachedBackend, RequestCache
+from .backends.base import Backend
 from .config import RunConfig
 from .data import resolve_data_dir
 from .errors import ConfigError
-from .models.hf_backend import HFCausalLM
-from .requests import GenerateRequest, LoglikelihoodRequest
-from .results import SCHEMA_VERSION, format_table, package_versions, write_results, write_samples
-from .task import Task
-from .taskspec import TaskRegistry
+from .evaluator import Evaluator, check_capabilities, check_consent
+from .results import EvalResults, TaskResult, package_versions
+from .tasks import Task, TaskRegistry
 
-SCORING_VERSION = "3"
-CACHE_FILE = "requests.sqlite"  # bump when a change to tokenisation or scoring can change numbers
+SCORING_VERSION = "3"  # bump when a change to tokenisation or scoring can change numbers (keys the request cache)
+CACHE_FILE = "requests.sqlite"
 
-
-def resolve_task_names(tasks: Sequence[str] | str | None, suite: str | None, registry: TaskRegistry) -> tuple[str, ...]:
-    """Task names from a comma list and/or a suite, validated, duplicates removed (order kept)."""
-    names: list[str] = []
-    if suite:
-        names += registry.suite(suite)
-    if isinstance(tasks, str):
-        tasks = [t for t in tasks.split(",") if t.strip()]
-    for t in tasks or []:
-        t = t.strip()
-        names += registry.suite(t) if t in registry.suites and t not in registry.specs else [t]
-    for n in names:
-        registry.get(n)
-    return tuple(dict.fromkeys(names))
-
-
-def _writable_dir(path: Path) -> Path:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"output directory {path} cannot be written: {exc.strerror or exc}") from exc
-    return path
+log = logging.getLogger("evalharness")
 
 
 def evaluate(
-    model: Any,
-    tokenizer: Any,
-    tasks: Sequence[str] | str,
+    model: Any = None,
+    tokenizer: Any = None,
+    tasks: Sequence[str] | str = (),
     *,
+    backend: Backend | None = None,
+    backend_options: Any = None,
     limit: int | None = None,
     num_fewshot: int | None = None,
     batch_size: int = 16,
@@ -67,158 +44,156 @@ def evaluate(
     output_dir: str | Path | None = None,
     show_progress: bool = False,
     registry: TaskRegistry | None = None,
+    task_paths: Sequence[str | Path] = (),
     allow_code_execution: bool = False,
-) -> dict[str, Any]:
-    """Evaluate an in-memory transformers causal LM; returns the results.json structure.
+) -> EvalResults:
+    """Evaluate an in-memory transformers causal LM (`model`, `tokenizer`), or any `backend` instance.
 
-    Files (results.json, samples_<task>.jsonl) are written only when `output_dir` is given. Code tasks
-    (humaneval) run model-written code and need `allow_code_execution=True`.
+    `backend_options`: HFOptions for the in-memory model (evalharness.backends.hf). `task_paths`: task folders
+    besides the shipped ones. Files (results.json, samples_<task>.jsonl, report.html) are written only when
+    `output_dir` is given. Code tasks (humaneval) run model-written code and need `allow_code_execution=True`.
+    Nothing process-wide changes (no allocator settings, no thread counts).
     """
-    registry = registry or TaskRegistry()
-    names = resolve_task_names(tasks, None, registry)
+    registry = registry or TaskRegistry(include_paths=task_paths)
+    names = registry.resolve(tasks)
     data = resolve_data_dir(data_dir)
     task_objs = {n: Task(registry.get(n), data) for n in names}
-    _check_consent(task_objs, allow_code_execution)
-    backend = HFCausalLM(model, tokenizer, batch_size=batch_size, max_length=max_length)
-    return _evaluate(backend, names, registry, limit=limit, num_fewshot=num_fewshot, data_dir=data,
-                     output_dir=Path(output_dir) if output_dir else None, show_progress=show_progress, header={},
-                     tasks=task_objs, allow_code_execution=allow_code_execution)
+    check_consent(task_objs, allow_code_execution)
+    if backend is None:
+        if model is None or tokenizer is None:
+            raise ConfigError("evaluate() needs a model and its tokenizer, or backend=...")
+        from .backends.hf import HFBackend
+
+        backend = HFBackend(model, tokenizer, batch_size=batch_size, max_length=max_length, options=backend_options)
+    elif model is not None:
+        raise ConfigError("evaluate(): pass either a model and tokenizer or backend=..., not both")
+    check_capabilities(backend, task_objs)
+    out_dir = Path(output_dir) if output_dir is not None else None
+    config = {"tasks": list(names), "limit": limit, "num_fewshot": num_fewshot, "data_dir": str(data) if data else None}
+    evaluator = Evaluator(backend, task_objs, limit=limit, num_fewshot=num_fewshot, output_dir=out_dir,
+                          show_progress=show_progress, allow_code_execution=allow_code_execution)
+    started = time.perf_counter()
+    results = _results(evaluator.run(), evaluator, backend, config, started)
+    if out_dir is not None:
+        write_run_files(results, out_dir)
+    return results
 
 
-def _check_consent(tasks: dict[str, Task], allow_code_execution: bool) -> None:
-    """Before anything is generated: code tasks need explicit consent to run model-written code."""
-    if any(t.needs_execution for t in tasks.values()):
-        from .execution import ensure_code_execution_allowed
+def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry | None = None,
+        owns_process: bool = False) -> EvalResults | None:
+    """Load the model through the backend registry, evaluate every task, write results.json, the samples files
+    and report.html into the output folder.
 
-        ensure_code_execution_allowed(allow_code_execution)
-
-
-def _count(values: Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for v in values:
-        counts[v] = counts.get(v, 0) + 1
-    return counts
-
-
-def _evaluate(
-    backend: HFCausalLM,
-    names: Sequence[str],
-    registry: TaskRegistry,
-    *,
-    limit: int | None,
-    num_fewshot: int | None,
-    data_dir: Path | None,
-    output_dir: Path | None,
-    show_progress: bool,
-    header: dict[str, Any],
-    tasks: dict[str, Task] | None = None,
-    allow_code_execution: bool = False,
-) -> dict[str, Any]:
-    tasks = tasks or {n: Task(registry.get(n), data_dir) for n in names}
-    out: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        **header,
-        "results": {},
-        "groups": {},
-        "tasks": {},
-        "data": {},
-        "versions": package_versions(),
-        "scoring_version": SCORING_VERSION,
-    }
-    out.setdefault("config", {}).update({"limit": limit, "num_fewshot": num_fewshot, "batch_size": backend.batch_size,
-                                         "max_length": backend.max_length})
-    with contextlib.ExitStack() as stack:  # the code sandbox, opened by the first task that runs code
-        sandbox: Any = None
-        for name in names:
-            task = tasks[name]
-            started = time.perf_counter()
-            items = task.build_items(limit=limit, num_fewshot=num_fewshot)
-            requests = [r for item in items for r in item.requests]
-            runs: dict[int, list[Any]] = {}  # code tasks: item index -> futures of its programs' executions
-            on_generated = None
-            if task.needs_execution:  # one generation request per item: run its programs as soon as it is generated
-                task.pass_at()
-                if sandbox is None:
-                    from .execution import Sandbox
-
-                    sandbox = stack.enter_context(Sandbox(allow_code_execution=allow_code_execution))
-
-                def on_generated(batch: list[tuple[int, Any]], items: list[Any] = items, task: Task = task) -> None:
-                    for i, res in batch:
-                        runs[i] = [sandbox.submit(task.program_for(items[i], text)) for text in res.texts]
-            with tqdm(total=len(requests), desc=name, unit="req", disable=not show_progress, file=sys.stderr) as bar:
-                answers = _answer(backend, requests, bar.update, on_generated)
-            if on_generated is not None:
-                on_generated([(i, a) for i, a in enumerate(answers) if i not in runs])  # answers from the cache
-            scored, pos = [], 0
-            for k, item in enumerate(items):
-                n = len(item.requests)
-                executions = [f.result() for f in runs[k]] if k in runs else None
-                scored.append(task.score(item, tuple(answers[pos:pos + n]), executions))
-                pos += n
-            overall, groups = task.aggregate(scored)
-            n_truncated = sum(1 for a in answers if getattr(a, "truncated", False))
-            out["results"][name] = overall
-            if groups:
-                out["groups"][name] = groups
-            extra: dict[str, Any] = {}
-            if task.spec.generation is not None:
-                extra["generation"] = dataclasses.asdict(task.spec.generation)
-            if task.spec.protocol:
-                extra["protocol"] = task.spec.protocol
-            if task.needs_execution and sandbox is not None:
-                extra["execution"] = {"isolation": sandbox.isolation.to_dict(), "limits": dataclasses.asdict(sandbox.limits),
-                                      "statuses": _count(e["status"] for s in scored for e in s.details["executions"])}
-            out["tasks"][name] = {
-                "spec": task.spec.source_file.rsplit("/", 1)[-1],
-                "output_type": task.spec.output_type,
-                "headline": task.spec.headline if task.spec.group_by_subset else None,
-                "fewshot": task.fewshot_info(num_fewshot),
-                "num_items": len(items),
-                "num_requests": len(requests),
-                "num_truncated_requests": n_truncated,
-                "seconds": round(time.perf_counter() - started, 3),
-                **extra,
-            }
-            if n_truncated:
-                print(f"warning: {name}: {n_truncated} request(s) longer than {backend.max_length} tokens were truncated on the left",
-                      file=sys.stderr)
-            out["data"][name] = task.documents.files
-            if output_dir is not None:  # each finished task is on disk before the next starts
-                write_samples(output_dir / f"samples_{name}.jsonl", (s.sample_record() for s in scored))
-                write_results(output_dir / "results.json", out)
-    return out
-
-
-def _answer(backend: Any, requests: list[Any], progress: Any, on_generated: Any = None) -> list[Any]:
-    """Send each kind of request to the backend method that answers it; answers in the requests' order.
-
-    `on_generated([(request index, GenerateResult), ...])` is called as each generation batch finishes.
+    Started by torchrun (several processes), every rank runs the same loop and answers its share of the
+    requests; rank 0 scores, writes and returns the results, the other ranks return None. `owns_process`: the
+    caller is evalharness's own command line, so backends may change process-wide settings.
     """
-    answers: list[Any] = [None] * len(requests)
-    by_kind: dict[type, list[int]] = {}
-    for i, r in enumerate(requests):
-        by_kind.setdefault(type(r), []).append(i)
-    for kind, indices in by_kind.items():
-        sub = [requests[i] for i in indices]
-        if kind is GenerateRequest:
-            hook = None
-            if on_generated is not None:
-                def hook(batch: list[tuple[int, Any]], indices: list[int] = indices) -> None:
-                    on_generated([(indices[j], res) for j, res in batch])
-            results = backend.generate_until(sub, progress=progress, on_results=hook)
-        else:
-            results = backend.loglikelihood(sub, progress=progress)
-        for i, a in zip(indices, results):
-            answers[i] = a
-    return answers
+    from .backends.cache import CachedBackend, RequestCache
+    from .backends.distributed import DistributedBackend
+    from .backends.registry import BackendSetup, create_backend
+    from .distributed import init_distributed, memory_report, shutdown
+
+    registry = registry or TaskRegistry(include_paths=config.include_paths)
+    names = registry.resolve(config.tasks)
+    data_dir = resolve_data_dir(config.data_dir)
+    tasks = {n: Task(registry.get(n), data_dir) for n in names}  # data errors surface before the model loads
+    check_consent(tasks, config.allow_code_execution)
+    if config.compare:
+        from .report.make import check_compare
+
+        check_compare(config.compare)
+    ctx = init_distributed(config.device, config.dist_timeout)
+    output_dir = None  # only rank 0 writes
+    if ctx.is_main:
+        output_dir = Path(config.output_dir) if config.output_dir else default_output_dir(config.model)
+        check_writable(output_dir)
+    try:
+        if config.threads:
+            import torch
+
+            torch.set_num_threads(config.threads)
+        setup = BackendSetup(model=config.model, dtype=config.dtype, device=ctx.device, batch_size=config.batch_size,
+                             max_length=config.max_seq_len, trust_remote_code=config.trust_remote_code, dist=ctx,
+                             fsdp=config.fsdp, owns_process=owns_process)
+        backend: Backend = create_backend(config.backend, setup, config.backend_options)
+        check_capabilities(backend, tasks)
+        if ctx.world_size > 1:
+            backend = DistributedBackend(backend, ctx)
+        if output_dir is not None:
+            make_output_dir(output_dir)
+            if config.use_cache:
+                key = f"{backend.identity()}|scoring={SCORING_VERSION}"
+                backend = CachedBackend(backend, RequestCache(output_dir / CACHE_FILE, key))
+        evaluator = Evaluator(backend, tasks, limit=config.limit, num_fewshot=config.num_fewshot,
+                              primary=ctx.is_main, output_dir=output_dir, show_progress=show_progress,
+                              allow_code_execution=config.allow_code_execution)
+        started = time.perf_counter()
+        task_results = evaluator.run()
+        usage = memory_report(ctx, backend.resource_usage(), bool(backend.model_info().get("fsdp")))
+        backend.close()
+        if not ctx.is_main:
+            return None
+        import torch
+
+        recorded = {**config.to_dict(), "world_size": ctx.world_size, "threads": torch.get_num_threads(),
+                    "data_dir": str(data_dir) if data_dir else None}
+        results = _results(task_results, evaluator, backend, recorded, started)
+        results.distributed = usage
+        if isinstance(backend, CachedBackend):
+            results.cache = backend.stats()
+        assert output_dir is not None
+        write_run_files(results, output_dir, compare=config.compare)
+        return results
+    finally:
+        shutdown(ctx)
 
 
-def _follow(backend: Any, names: Sequence[str], tasks: dict[str, Task], *, limit: int | None, num_fewshot: int | None) -> None:
-    """What _evaluate sends the backend, in the same order, with nothing scored or written (ranks other than 0)."""
-    for name in names:
-        items = tasks[name].build_items(limit=limit, num_fewshot=num_fewshot)
-        _answer(backend, [r for item in items for r in item.requests], None)
+def _results(task_results: dict[str, TaskResult], evaluator: Evaluator, backend: Backend, config: dict[str, Any],
+             started: float) -> EvalResults:
+    """The typed results: config as recorded (num_fewshot: the shots actually used), model and backend."""
+    shots = set(evaluator.shots().values())
+    model = backend.model_info()
+    described = backend.describe()
+    config = {**config, "num_fewshot": shots.pop() if len(shots) == 1 else evaluator.shots(),
+              "dtype": model.get("dtype"), "device": model.get("device"),
+              "batch_size": described.get("batch_size", config.get("batch_size")), "max_length": backend.max_length}
+    return EvalResults(
+        tasks=task_results, config=config, model=model, backend=described,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        eval_seconds=round(time.perf_counter() - started, 2), versions=package_versions(),
+        scoring_version=SCORING_VERSION)
+
+
+def write_run_files(results: EvalResults, output_dir: Path, *, compare: Sequence[str] = ()) -> None:
+    """results.json (once, now that the run is complete) and report.html beside the samples files."""
+    from .report import write_run_report
+
+    make_output_dir(output_dir)
+    results.output_dir = output_dir
+    results.write(output_dir)
+    write_run_report(results.to_dict(), output_dir, compare=list(compare))
+
+
+def check_writable(path: Path) -> None:
+    """Fail before anything loads if `path` could not be created or written (nothing is created here)."""
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and (not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK)):
+        raise ConfigError(f"output directory {path} cannot be written ({probe} is not a writable folder)")
+
+
+def make_output_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"output directory {path} cannot be written: {exc.strerror or exc}") from exc
+    return path
 
 
 def _safe_name(model: str) -> str:
@@ -235,67 +210,4 @@ def latest_output_dir(model: str) -> Path | None:
     return runs[-1] if runs else None
 
 
-def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry | None = None) -> dict[str, Any]:
-    """Load the model, evaluate every task, write results.json and samples files, print the table.
-
-    Started by torchrun (several processes), every rank answers its share of the requests and rank 0 does
-    the rest; the other ranks return an empty dict.
-    """
-    from .distributed import DistributedBackend, init_distributed, memory_report, shutdown
-    from .models.loading import load_model
-
-    registry = registry or TaskRegistry()
-    names = resolve_task_names(config.tasks, None, registry)
-    data_dir = resolve_data_dir(config.data_dir)
-    tasks = {n: Task(registry.get(n), data_dir) for n in names}  # data errors surface before the model loads
-    _check_consent(tasks, config.allow_code_execution)
-    ctx = init_distributed(config.device, config.dist_timeout)
-    output_dir = None  # only rank 0 writes
-    if ctx.is_main:
-        output_dir = _writable_dir(Path(config.output_dir) if config.output_dir else default_output_dir(config.model))
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    t0 = time.perf_counter()
-    sharded = None
-    if ctx.world_size > 1:
-        from .models.fsdp import ShardedLoader
-
-        sharded = ShardedLoader(config.fsdp, ctx.local_world_size, config.trust_remote_code)
-    loaded = load_model(config.model, dtype=config.dtype, device=ctx.device, max_seq_len=config.max_seq_len,
-                        trust_remote_code=config.trust_remote_code, build=sharded)
-    fsdp = bool(sharded and sharded.used)
-    load_seconds = time.perf_counter() - t0
-    backend: Any = HFCausalLM(loaded.model, loaded.tokenizer, batch_size=config.batch_size, max_length=config.max_seq_len)
-    if ctx.world_size > 1:
-        backend = DistributedBackend(backend, ctx, loaded.model if fsdp else None)
-    if config.use_cache and output_dir is not None:
-        model_key = "|".join(str(x) for x in (loaded.info["fingerprint"], loaded.info["config_sha256"], loaded.dtype,
-                                               backend.max_length, SCORING_VERSION))
-        backend = CachedBackend(backend, RequestCache(output_dir / CACHE_FILE, model_key))
-    header = {
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": {**config.to_dict(), "dtype": loaded.dtype, "device": loaded.device, "world_size": ctx.world_size, "fsdp": fsdp,
-                   "threads": torch.get_num_threads(), "data_dir": str(data_dir) if data_dir else None},
-        "model": {**loaded.info, "load_seconds": round(load_seconds, 2)},
-    }
-    t1 = time.perf_counter()
-    if output_dir is None:  # ranks other than 0: answer their share of the requests; rank 0 scores and writes
-        _follow(backend, names, tasks, limit=config.limit, num_fewshot=config.num_fewshot)
-        memory_report(ctx, loaded.model, fsdp)
-        shutdown(ctx)
-        return {}
-    out = _evaluate(backend, names, registry, limit=config.limit, num_fewshot=config.num_fewshot, data_dir=data_dir,
-                    output_dir=output_dir, show_progress=show_progress, header=header, tasks=tasks,
-                    allow_code_execution=config.allow_code_execution)
-    out["eval_seconds"] = round(time.perf_counter() - t1, 2)
-    out["distributed"] = memory_report(ctx, loaded.model, fsdp)
-    if isinstance(backend, CachedBackend):
-        out["cache"] = {"file": CACHE_FILE, "hits": backend.hits, "computed": backend.misses}
-        backend.cache.close()
-    write_results(output_dir / "results.json", out)
-    out["output_dir"] = str(output_dir)
-    shutdown(ctx)
-    return out
-
-
-__all__ = ["evaluate", "run", "RunConfig", "format_table", "resolve_task_names"]
+__all__ = ["evaluate", "run", "RunConfig", "default_output_dir", "latest_output_dir", "write_run_files"]

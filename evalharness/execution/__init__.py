@@ -12,8 +12,11 @@ from .program import Program
 from .result import ExecutionResult, Status
 from .sandbox import Sandbox, available_cores
 
+#: Program builders a generation task can name (`generation.program`): (document, completion) -> Program.
+PROGRAM_BUILDERS = {"humaneval": build_program}
+
 __all__ = [
-    "DEFAULT_UID_BASE", "ExecutionResult", "HumanEvalProblem", "Isolation", "Limits", "Program", "Sandbox",
+    "DEFAULT_UID_BASE", "ExecutionResult", "HumanEvalProblem", "Isolation", "Limits", "PROGRAM_BUILDERS", "Program", "Sandbox",
     "Status", "available_cores", "build_program", "ensure_code_execution_allowed", "humaneval_data_path",
     "load_problems", "pass_at_k",
 ]

@@ -24,10 +24,10 @@ except ImportError as exc:  # the core never imports this module; only users of 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ..api import evaluate, resolve_task_names
+from ..api import evaluate
 from ..data import resolve_data_dir
-from ..task import Task
-from ..taskspec import TaskRegistry
+from ..results import EvalResults
+from ..tasks import Task, TaskRegistry
 from .rng_state import preserved_rng_state
 
 LOG_PREFIX = "icl"
@@ -45,11 +45,11 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def metrics_to_log(results: dict[str, Any], prefix: str = LOG_PREFIX) -> dict[str, float]:
+def metrics_to_log(results: EvalResults, prefix: str = LOG_PREFIX) -> dict[str, float]:
     """`{prefix}/<task>/<metric>` for every metric and defined standard error (counts such as `n` are left out)."""
     return {
         f"{prefix}/{task}/{metric}": value
-        for task, metrics in results["results"].items()
+        for task, metrics in results.results.items()
         for metric, value in metrics.items()
         if isinstance(value, float)
     }
@@ -63,14 +63,17 @@ class ICLEvaluator(Callback):
         interval: a Composer time string or `Time` ("500ba", "1ep", "10000tok", ...); an int means epochs.
         limit, num_fewshot, batch_size, max_length, data_dir: as in `evalharness.evaluate`.
         tokenizer: defaults to the tokenizer of Composer's `HuggingFaceModel`.
-        registry: the task registry (default: the shipped tasks).
+        registry: the task registry (default: the shipped tasks and $EVALHARNESS_TASKS_PATH).
+        task_paths: folders of your own task YAMLs, as `evaluate(task_paths=...)`.
+        backend_options: HFOptions for the evaluation (evalharness.backends.hf).
 
     Each evaluation runs the unwrapped transformers model (DDP `.module`, HuggingFaceModel `.model`) in eval
     mode under `torch.no_grad`, in the parameters' own dtype (no autocast), then puts every module back in the
     train/eval mode it had and restores the torch (CPU and CUDA), Python and NumPy random states, so the rest
-    of training is bit-for-bit what it would be without the callback. Metrics are logged as
-    `icl/<task>/<metric>` (and `<metric>_stderr`) through `logger.log_metrics`; the full results structure of
-    the latest evaluation is kept on `self.latest` (its training batch on `self.latest_batch`).
+    of training is bit-for-bit what it would be without the callback. Nothing process-wide changes (the CPU
+    plugin's allocator setting stays off in a training job). Metrics are logged as `icl/<task>/<metric>` (and
+    `<metric>_stderr`) through `logger.log_metrics`; the EvalResults of the latest evaluation are kept on
+    `self.latest` (its training batch on `self.latest_batch`).
 
     Under DDP every rank evaluates every item (identical results). An FSDP-wrapped model is used as it is;
     sharded evaluation is not supported yet.
@@ -88,9 +91,11 @@ class ICLEvaluator(Callback):
         data_dir: str | Path | None = None,
         tokenizer: Any = None,
         registry: TaskRegistry | None = None,
+        task_paths: Sequence[str | Path] = (),
+        backend_options: Any = None,
     ) -> None:
-        self.registry = registry or TaskRegistry()
-        self.tasks = resolve_task_names(tasks, None, self.registry)
+        self.registry = registry or TaskRegistry(include_paths=task_paths)
+        self.tasks = self.registry.resolve(tasks)
         self.data_dir = resolve_data_dir(data_dir)
         for name in self.tasks:  # unknown tasks and missing or malformed data fail now, not after hours of training
             Task(self.registry.get(name), self.data_dir)
@@ -100,7 +105,8 @@ class ICLEvaluator(Callback):
         self.batch_size = batch_size
         self.max_length = max_length
         self.tokenizer = tokenizer
-        self.latest: dict[str, Any] | None = None
+        self.backend_options = backend_options
+        self.latest: EvalResults | None = None
         self.latest_batch: int | None = None
         self._due = create_interval_scheduler(interval, include_end_of_training=True)
 
@@ -124,7 +130,7 @@ class ICLEvaluator(Callback):
         self.latest_batch = batch
         logger.log_metrics(metrics_to_log(self.latest))
 
-    def evaluate_now(self, state: State) -> dict[str, Any]:
+    def evaluate_now(self, state: State) -> EvalResults:
         """Evaluate the model as it is now; training state (modes, RNGs, weights, gradients) is left untouched."""
         model = unwrap_model(state.model)
         modes = [(m, m.training) for m in model.modules()]
@@ -133,9 +139,9 @@ class ICLEvaluator(Callback):
             with preserved_rng_state(), torch.no_grad():
                 out = evaluate(model, self._tokenizer(state), self.tasks, limit=self.limit, num_fewshot=self.num_fewshot,
                                batch_size=self.batch_size, max_length=self.max_length, data_dir=self.data_dir,
-                               registry=self.registry)
+                               registry=self.registry, backend_options=self.backend_options)
         finally:
             for module, training in modes:
                 module.train(training)
-        out["eval_seconds"] = round(time.perf_counter() - started, 2)
+        out.eval_seconds = round(time.perf_counter() - started, 2)
         return out

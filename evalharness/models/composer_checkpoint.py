@@ -28,7 +28,7 @@ import torch
 
 from ..errors import ModelLoadError
 from .embedded import _file_digest
-from .loading import DTYPES, LoadedModel, ModelSource
+from .source import DTYPES, LoadedModel, ModelSource
 
 PREFIX = "composer:"
 

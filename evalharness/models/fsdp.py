@@ -17,12 +17,20 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..distributed import parameter_bytes
 from ..errors import ModelLoadError
 from .checkpoint import CheckpointReader
 
 KNOWN_BLOCKS = frozenset({"MptBlock", "MPTBlock", "LlamaDecoderLayer", "FalconDecoderLayer"})
 FIT_FRACTION = 0.7  # a model fits a device when its parameters take at most this share of the free memory
+
+
+def parameter_bytes(model: torch.nn.Module) -> int:
+    """Bytes of parameter storage this process holds (its shards only, for FSDP-sharded parameters)."""
+    total = 0
+    for p in model.parameters():
+        local = p.to_local() if hasattr(p, "to_local") else p
+        total += local.numel() * local.element_size()
+    return total
 
 
 def transformer_blocks(model: nn.Module) -> list[nn.Module]:

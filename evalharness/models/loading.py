@@ -6,7 +6,6 @@ import difflib
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,30 +14,9 @@ import torch
 from ..errors import ModelLoadError
 from .embedded import _file_digest, converted_gguf_dir, embedded_model_dir
 from .presets import EMBEDDED_DEFAULT, PRESETS
+from .source import DTYPES, LoadedModel, ModelSource
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where the weights and the tokenizer come from."""
-
-    kind: str  # embedded | preset | folder | gguf | hub | composer
-    name: str  # what the user passed
-    weights: str  # local folder, .gguf file, or hub id
-    tokenizer: str  # local folder or hub id
-
-
-@dataclass
-class LoadedModel:
-    model: Any
-    tokenizer: Any
-    source: ModelSource
-    dtype: str
-    device: str
-    info: dict[str, Any] = field(default_factory=dict)
-
 
 def resolve_source(name: str) -> ModelSource:
     """Decide what `--model NAME` refers to; nothing is loaded yet."""

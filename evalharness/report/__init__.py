@@ -1,11 +1,12 @@
 """Reports: comparison tables against published scores (pandas) and the HTML leaderboard (Jinja2).
 
-`report(paths, compare=..., fmt="md"|"csv"|"html")` renders results.json files; `run_report` writes
-report.html after a run and returns its markdown table. Protocol rules: `evalharness.report.protocol`.
+`report(paths, compare=..., fmt="md"|"csv"|"html")` renders results.json files; `write_run_report` writes
+report.html after a run and `run_markdown` gives its markdown table. What a task's numbers mean comes from the
+declarations results.json records (declarations.py); protocol rules: `evalharness.report.protocol`.
 """
 
 from __future__ import annotations
 
-from .make import FORMATS, RUN_REPORT_FILE, render, report, run_report
+from .make import FORMATS, RUN_REPORT_FILE, render, report, run_markdown, write_run_report
 
-__all__ = ["FORMATS", "RUN_REPORT_FILE", "render", "report", "run_report"]
+__all__ = ["FORMATS", "RUN_REPORT_FILE", "render", "report", "run_markdown", "write_run_report"]

@@ -81,9 +81,14 @@ def report(paths: Sequence[str | Path], *, output: str | Path | None = None, **o
     return text
 
 
-def run_report(results: dict[str, Any], output_dir: str | Path, *, compare: str | Sequence[str] | None = None) -> str:
-    """After `evalharness run`: write report.html beside results.json; return the markdown table."""
+def write_run_report(results: dict[str, Any], output_dir: str | Path, *, compare: Sequence[str] = ()) -> Path:
+    """After a run: report.html beside its results.json (compared with the `compare` models); returns its path."""
     folder = Path(output_dir)
-    runs = label_runs([(results, folder)])
-    atomic_write_text(folder / RUN_REPORT_FILE, render(runs, compare=compare, fmt="html"))
-    return render(runs, compare=compare, fmt="md")
+    path = folder / RUN_REPORT_FILE
+    atomic_write_text(path, render(label_runs([(results, folder)]), compare=list(compare), fmt="html"))
+    return path
+
+
+def run_markdown(results: dict[str, Any], output_dir: str | Path | None, *, compare: Sequence[str] = ()) -> str:
+    """The markdown comparison table of one run (what the command line prints after a run)."""
+    return render(label_runs([(results, Path(output_dir) if output_dir else None)]), compare=list(compare), fmt="md")

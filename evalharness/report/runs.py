@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .declarations import TaskDeclarations, from_results
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,13 @@ class Run:
             shots = self.data.get("config", {}).get("num_fewshot")
         return shots if isinstance(shots, int) else 0 if shots is None else None
 
+    def declarations(self, task: str) -> TaskDeclarations:
+        """What the task's numbers mean (headline metric, directions, harnesses, baseline, category)."""
+        return from_results(task, self.task_info(task), list(self.data["results"].get(task, {})))
+
     def headline_aggregate(self, task: str) -> str | None:
         """'micro'/'macro' for tasks with subsets (what the unsuffixed metric averages), else None."""
-        return self.task_info(task).get("headline")
+        return self.declarations(task).subset_average
 
     def metric(self, task: str, key: str, subset: str = "") -> tuple[float | None, float | None, int | None]:
         """(value, stderr, n) of a metric key for the task, or one subset of it; Nones when absent."""

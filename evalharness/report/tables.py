@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .protocol import (LOWER_IS_BETTER, Protocol, differences, headline_metric, our_harnesses, results_key,
-                       split_metric_key)
+from .protocol import Protocol, differences, results_key, split_metric_key
 from .references import Reference, select
 from .runs import Run
 
@@ -68,10 +67,12 @@ def row_protocols(runs: list[Run], metrics: dict[str, str] | None = None) -> dic
         for task in run.tasks:
             if task in out:
                 continue
-            key = (metrics or {}).get(task) or headline_metric(task, list(run.data["results"][task]))
+            declared = run.declarations(task)
+            key = (metrics or {}).get(task) or declared.headline_metric or "acc"
             metric, aggregate = split_metric_key(key)
-            aggregate = aggregate or run.headline_aggregate(task)
-            out[task] = Protocol(metric, aggregate, run.num_fewshot(task), our_harnesses(task, metric))
+            aggregate = aggregate or declared.subset_average
+            out[task] = Protocol(metric, aggregate, run.num_fewshot(task), declared.harnesses_of(metric),
+                                 declared.is_higher_better(metric))
     return out
 
 
@@ -149,8 +150,7 @@ def _best(cells: pd.DataFrame, protocols: dict[str, Protocol]) -> pd.Series:
     for (task, _), group in ok.groupby(["task", "subset"], sort=False):
         if len(group) < 2:
             continue
-        lower = protocols[task].metric in LOWER_IS_BETTER
-        target = group.value.min() if lower else group.value.max()
+        target = group.value.max() if protocols[task].higher_is_better else group.value.min()
         best[group.index[group.value == target]] = True
     return best
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 from composer import Trainer
-from composer.core import Callback, Event, State
+from composer.core import Callback, State
 from composer.loggers import InMemoryLogger, Logger
 from composer.models import HuggingFaceModel
 from composer.utils import dist
@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 import evalharness
 from evalharness.integrations.composer import ICLEvaluator, metrics_to_log
 from evalharness.resources import resource_dir
-from evalharness.taskspec import TaskRegistry
+from evalharness.tasks import TaskRegistry
 
 TASKS = "piqa,lambada_openai,jeopardy_sampled"
 EVAL = {"limit": 4, "batch_size": 4}

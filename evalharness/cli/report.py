@@ -1,0 +1,33 @@
+"""`evalharness report`: compare runs with each other and with published scores (markdown, CSV or HTML)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    rp = sub.add_parser("report", help="compare runs with each other and with published scores (markdown, CSV or HTML)")
+    rp.add_argument("results", nargs="+", help="results.json files, or the folders that hold them")
+    rp.add_argument("--compare", help="published models to add as columns, comma-separated (e.g. llama-7b,falcon-7b,gpt3-175b)")
+    rp.add_argument("--reference", action="append", default=[], metavar="FILE",
+                    help="your own reference scores CSV, added to the shipped ones (repeatable)")
+    rp.add_argument("--metric", action="append", metavar="TASK=METRIC",
+                    help="a task's headline metric instead of the default, e.g. piqa=acc,mmlu=acc_macro")
+    rp.add_argument("--format", choices=["md", "csv", "html"], help="default: from --output's suffix, else md")
+    rp.add_argument("--output", "-o", help="write to this file instead of standard output")
+    rp.add_argument("--subsets", action="store_true", help="md: add per-subject/category tables (csv and html always have them)")
+    rp.add_argument("--samples", type=int, default=3, help="html: items shown per task and run (default 3)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..report import report
+
+    text = report(args.results, output=args.output, compare=args.compare, references=args.reference,
+                  metrics=args.metric, fmt=args.format, subsets=args.subsets, samples=args.samples)
+    if args.output:
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0

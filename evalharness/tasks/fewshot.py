@@ -1,0 +1,37 @@
+"""Choosing few-shot examples: first k of a separate split, or a seeded sample of the evaluation file."""
+
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+from ..errors import ConfigError
+from .documents import Document
+
+
+def select_shots(
+    doc: Document,
+    k: int,
+    *,
+    pool: Sequence[Document],
+    from_separate_split: bool,
+    seed: int,
+    task: str,
+) -> list[Document]:
+    """The k shots for `doc`.
+
+    A separate few-shot split (MMLU's dev): its first k rows, in order. Otherwise a sample of k other
+    rows of the same pool (the evaluation file, or the item's category), drawn with a random generator
+    seeded from (seed, subset, doc_id) so the choice does not depend on --limit or on how items are split.
+    """
+    if k <= 0:
+        return []
+    if from_separate_split:
+        if len(pool) < k:
+            raise ConfigError(f"task {task!r}: {k} shots asked but the few-shot split of {doc.subset!r} has {len(pool)} rows")
+        return list(pool[:k])
+    candidates = [d for d in pool if d.doc_id != doc.doc_id]
+    if len(candidates) < k:
+        raise ConfigError(f"task {task!r}: {k} shots asked but only {len(candidates)} other rows are available")
+    rng = random.Random(f"{seed}:{doc.subset}:{doc.doc_id}")
+    return rng.sample(candidates, k)

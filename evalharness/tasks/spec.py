@@ -1,0 +1,299 @@
+"""Task specs: one YAML file per task. Pure data, validated on load; every error names the file and the field.
+
+Besides where the documents come from and how prompts are built, a spec declares what its numbers mean, so
+reports and composites need no per-task code: each metric's aggregation, whether higher is better and the
+published harnesses it reproduces; the headline metric; a protocol label; the random-chance baseline and the
+category (LLM Foundry's gauntlet categories). A spec written before these fields existed loads with defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+from ..metrics import AGGREGATIONS, get_metric
+from ..requests import GenerateRequest
+
+OUTPUT_TYPES = ("language_modeling", "multiple_choice", "generation")
+SUBSET_AVERAGES = ("micro", "macro")
+DEFAULT_HARNESSES = ("evalharness",)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Which file(s) hold the documents and how to read them."""
+
+    format: str
+    path: str
+    split: str | None = None
+    fewshot_split: str | None = None
+    subsets: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """Templates (a prompts/ file name ending in .jinja, or an inline Jinja string) and expressions."""
+
+    context: str
+    description: str | None = None
+    target: str | None = None  # language_modeling: template of the gold continuation
+    choices: str | None = None  # multiple_choice: expression giving the list of choice texts
+    gold: str | None = None  # multiple_choice: expression giving the gold index
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """Decoding settings of a generation task (greedy unless temperature > 0).
+
+    program: for metrics scored by running code (pass@k), the program builder that joins a document and a
+    completion into a test program (evalharness.execution.PROGRAM_BUILDERS; default "humaneval").
+    """
+
+    stop: tuple[str, ...] = ()
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    num_samples: int = 1
+    seed: int = 1234
+    program: str | None = None
+
+    def request(self, prompt: str) -> GenerateRequest:
+        """The generation request for one prompt under these settings."""
+        return GenerateRequest(prompt, self.stop, self.max_new_tokens, self.temperature, self.top_p,
+                               self.num_samples, self.seed)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric as the task declares it: registry defaults unless the YAML overrides them.
+
+    harnesses: the published harnesses whose protocol this metric reproduces exactly (same data, prompt and
+    scoring rule), e.g. ["llm-foundry"]; reports compare it only with published numbers from those.
+    """
+
+    name: str
+    aggregation: str
+    higher_is_better: bool
+    harnesses: tuple[str, ...] = DEFAULT_HARNESSES
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything that defines a task; see tasks/*.yaml and docs/adding-a-task.md.
+
+    headline_metric: the one metric reports show for the task. subset_average: with subsets, which average
+    (micro over items, macro over subsets) the metrics report; the other gets a `_micro`/`_macro` suffix.
+    baseline: the headline metric's random-chance value. category: a group for composites (LLM Foundry's
+    gauntlet categories). origin: where the spec was found ("shipped", or the folder it came from).
+    """
+
+    name: str
+    output_type: str
+    dataset: DatasetSpec
+    prompt: PromptSpec
+    metrics: tuple[MetricSpec, ...]
+    description: str = ""
+    target_delimiter: str = " "
+    fewshot_delimiter: str = "\n\n"
+    fewshot_seed: int = 1234
+    num_fewshot: int = 0
+    group_by_subset: bool = False
+    subset_average: str = "micro"
+    headline_metric: str = ""
+    baseline: float | None = None
+    category: str | None = None
+    generation: GenerationSpec | None = None
+    protocol: str = ""  # how the numbers are produced, shown beside them in tables (e.g. "generation, exact match")
+    source_file: str = ""
+    origin: str = "shipped"
+    template_dirs: tuple[str, ...] = ()  # searched for template files before the shipped prompts/ folder
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.metrics)
+
+    def metric(self, name: str) -> MetricSpec:
+        return next(m for m in self.metrics if m.name == name)
+
+    def declarations(self) -> dict[str, Any]:
+        """What reports need to know about the task's numbers, as results.json records it."""
+        return {
+            "headline_metric": self.headline_metric,
+            "subset_average": self.subset_average if self.group_by_subset else None,
+            "metrics": {m.name: {"aggregation": m.aggregation, "higher_is_better": m.higher_is_better,
+                                 "harnesses": list(m.harnesses)} for m in self.metrics},
+            "baseline": self.baseline,
+            "category": self.category,
+            "protocol": self.protocol,
+        }
+
+
+def _require(raw: dict[str, Any], key: str, where: str) -> Any:
+    if key not in raw:
+        raise ConfigError(f"{where}: missing required field {key!r}")
+    return raw[key]
+
+
+KNOWN_FIELDS = frozenset({
+    "name", "description", "output_type", "dataset", "prompt", "metrics", "target_delimiter", "fewshot_delimiter",
+    "fewshot_seed", "num_fewshot", "group_by_subset", "headline", "subset_average", "baseline", "category", "extra",
+    "generation", "protocol",
+})
+
+
+def parse_task_spec(raw: Any, where: str, origin: str = "shipped") -> TaskSpec:
+    """Validate a task spec loaded from YAML; errors name the file and the field."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: a task spec must be a mapping, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - KNOWN_FIELDS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; known fields: {sorted(KNOWN_FIELDS)}")
+    output_type = _require(raw, "output_type", where)
+    if output_type not in OUTPUT_TYPES:
+        raise ConfigError(f"{where}: field 'output_type': {output_type!r} is not one of {OUTPUT_TYPES}")
+    ds = _require(raw, "dataset", where)
+    pr = _require(raw, "prompt", where)
+    if not isinstance(ds, dict) or not isinstance(pr, dict):
+        raise ConfigError(f"{where}: fields 'dataset' and 'prompt' must be mappings")
+    subsets = ds.get("subsets")
+    try:
+        dataset = DatasetSpec(
+            format=_require(ds, "format", f"{where}: dataset"),
+            path=_require(ds, "path", f"{where}: dataset"),
+            split=ds.get("split"),
+            fewshot_split=ds.get("fewshot_split"),
+            subsets=tuple(subsets) if subsets else None,
+        )
+        prompt = PromptSpec(**pr)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: field 'prompt': {exc}") from exc
+    metrics = _parse_metrics(raw.get("metrics"), output_type, where)
+    if output_type == "language_modeling" and prompt.target is None:
+        raise ConfigError(f"{where}: field 'prompt.target' is required for language_modeling tasks")
+    if output_type == "multiple_choice" and (prompt.choices is None or prompt.gold is None):
+        raise ConfigError(f"{where}: fields 'prompt.choices' and 'prompt.gold' are required for multiple_choice tasks")
+    generation = _parse_generation(raw, output_type, metrics, prompt, where)
+    headline, subset_average = _parse_headline(raw, metrics, where)
+    baseline = raw.get("baseline")
+    if baseline is not None and (isinstance(baseline, bool) or not isinstance(baseline, (int, float))):
+        raise ConfigError(f"{where}: field 'baseline': must be a number (the headline metric's chance value), got {baseline!r}")
+    category = raw.get("category")
+    if category is not None and not isinstance(category, str):
+        raise ConfigError(f"{where}: field 'category': must be a string, got {category!r}")
+    return TaskSpec(
+        name=_require(raw, "name", where),
+        output_type=output_type,
+        dataset=dataset,
+        prompt=prompt,
+        metrics=metrics,
+        description=raw.get("description", ""),
+        target_delimiter=raw.get("target_delimiter", " "),
+        fewshot_delimiter=raw.get("fewshot_delimiter", "\n\n"),
+        fewshot_seed=int(raw.get("fewshot_seed", 1234)),
+        num_fewshot=int(raw.get("num_fewshot", 0)),
+        group_by_subset=bool(raw.get("group_by_subset", False)),
+        subset_average=subset_average,
+        headline_metric=headline,
+        baseline=None if baseline is None else float(baseline),
+        category=category,
+        source_file=where,
+        origin=origin,
+        generation=generation,
+        protocol=str(raw.get("protocol", "")),
+        extra=dict(raw.get("extra") or {}),
+    )
+
+
+def _parse_metrics(raw: Any, output_type: str, where: str) -> tuple[MetricSpec, ...]:
+    """`metrics:` as a list of names or of {name, aggregation, higher_is_better, harnesses} mappings."""
+    if raw is None:
+        raise ConfigError(f"{where}: missing required field 'metrics'")
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{where}: field 'metrics': must be a non-empty list of metric names or mappings")
+    out: list[MetricSpec] = []
+    for i, entry in enumerate(raw):
+        field_name = f"metrics[{i}]"
+        decl = {"name": entry} if isinstance(entry, str) else entry
+        if not isinstance(decl, dict) or not isinstance(decl.get("name"), str):
+            raise ConfigError(f"{where}: field {field_name!r}: expected a metric name or a mapping with 'name', got {entry!r}")
+        extra = sorted(set(decl) - {"name", "aggregation", "higher_is_better", "harnesses"})
+        if extra:
+            raise ConfigError(f"{where}: field {field_name!r}: unknown key(s) {extra} "
+                              "(known: name, aggregation, higher_is_better, harnesses)")
+        try:
+            metric = get_metric(decl["name"], output_type)
+        except KeyError as exc:
+            raise ConfigError(f"{where}: field {field_name!r}: {exc.args[0]}") from None
+        aggregation = decl.get("aggregation", metric.aggregation)
+        if aggregation not in AGGREGATIONS:
+            raise ConfigError(f"{where}: field '{field_name}.aggregation': unknown aggregation {aggregation!r}; "
+                              f"known: {', '.join(AGGREGATIONS)}")
+        higher = decl.get("higher_is_better", metric.higher_is_better)
+        if not isinstance(higher, bool):
+            raise ConfigError(f"{where}: field '{field_name}.higher_is_better': must be true or false, got {higher!r}")
+        harnesses = decl.get("harnesses", list(DEFAULT_HARNESSES))
+        if isinstance(harnesses, str):
+            harnesses = [harnesses]
+        if not isinstance(harnesses, list) or not harnesses or not all(isinstance(h, str) and h for h in harnesses):
+            raise ConfigError(f"{where}: field '{field_name}.harnesses': must be a non-empty list of names, got {harnesses!r}")
+        if any(m.name == metric.name for m in out):
+            raise ConfigError(f"{where}: field {field_name!r}: metric {metric.name!r} is listed twice")
+        out.append(MetricSpec(metric.name, aggregation, higher, tuple(harnesses)))
+    return tuple(out)
+
+
+def _parse_headline(raw: dict[str, Any], metrics: tuple[MetricSpec, ...], where: str) -> tuple[str, str]:
+    """(headline metric, subset average). `headline: micro|macro` is the older spelling of `subset_average`."""
+    headline = raw.get("headline")
+    subset_average = raw.get("subset_average")
+    if headline in SUBSET_AVERAGES:  # a spec in the format before metric declarations
+        if subset_average is not None and subset_average != headline:
+            raise ConfigError(f"{where}: fields 'headline' ({headline}) and 'subset_average' ({subset_average}) disagree")
+        subset_average, headline = headline, None
+    subset_average = subset_average or "micro"
+    if subset_average not in SUBSET_AVERAGES:
+        raise ConfigError(f"{where}: field 'subset_average': must be 'micro' or 'macro', got {subset_average!r}")
+    names = [m.name for m in metrics]
+    if headline is None:
+        headline = names[0]
+    elif headline not in names:
+        raise ConfigError(f"{where}: field 'headline': {headline!r} is not one of the task's metrics {names}")
+    return str(headline), str(subset_average)
+
+
+def _parse_generation(raw: dict[str, Any], output_type: str, metrics: tuple[MetricSpec, ...], prompt: PromptSpec,
+                      where: str) -> GenerationSpec | None:
+    if output_type != "generation":
+        if raw.get("generation") is not None:
+            raise ConfigError(f"{where}: field 'generation': only generation tasks take decoding settings")
+        return None
+    gen = raw.get("generation") or {}
+    if not isinstance(gen, dict):
+        raise ConfigError(f"{where}: field 'generation': must be a mapping")
+    try:
+        generation = GenerationSpec(**{**gen, "stop": tuple(gen.get("stop", ()))})
+    except TypeError as exc:
+        raise ConfigError(f"{where}: field 'generation': {exc}") from exc
+    if prompt.target is None:
+        raise ConfigError(f"{where}: field 'prompt.target' is required for generation tasks")
+    if generation.num_samples < 1 or generation.max_new_tokens < 1:
+        raise ConfigError(f"{where}: field 'generation': num_samples and max_new_tokens must be >= 1")
+    runs_code = [m.name for m in metrics if get_metric(m.name, output_type).needs_execution]
+    for name in runs_code:
+        k = int(name.split("@", 1)[1])
+        if k > generation.num_samples:
+            raise ConfigError(f"{where}: field 'metrics': {name} needs at least {k} samples per problem "
+                              f"(generation.num_samples is {generation.num_samples})")
+    if runs_code and generation.program is None:
+        from dataclasses import replace
+
+        generation = replace(generation, program="humaneval")
+    if generation.program is not None:
+        from ..execution import PROGRAM_BUILDERS
+
+        if generation.program not in PROGRAM_BUILDERS:
+            raise ConfigError(f"{where}: field 'generation.program': unknown program builder {generation.program!r}; "
+                              f"known: {', '.join(PROGRAM_BUILDERS)}")
+    return generation

@@ -1,0 +1,245 @@
+"""`python -m evalharness` as a user runs it: listings, one-line errors (exit 2), an end-to-end run on a tiny MPT."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from evalharness.data import MMLU_SUBJECTS
+from support.cli import cli, one_error_line
+
+SAMPLE_KEYS = {
+    "doc_id", "subset", "requests", "logprobs", "is_greedy", "num_tokens", "truncated",
+    "prediction", "predictions", "gold", "metrics",
+}
+
+
+# ---- list ------------------------------------------------------------------------------------
+
+def test_list(tmp_path):
+    proc = cli("list", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    lines = out.splitlines()
+    tasks = lines[lines.index("Tasks:") + 1: lines.index("Suites:") - 1]
+    assert {"hellaswag", "jeopardy", "lambada_openai", "mmlu", "piqa"} <= {ln.split()[0] for ln in tasks}
+    assert any(ln.split()[:2] == ["mmlu", "multiple_choice"] for ln in tasks)
+    assert any(ln.split()[:2] == ["lambada_openai", "language_modeling"] for ln in tasks)
+    suite_line = next(ln for ln in lines if ln.strip().startswith("icl "))
+    assert suite_line.split(None, 1)[1] == "lambada_openai, piqa, hellaswag, mmlu, jeopardy"
+    presets = lines[lines.index("Model presets:") + 1:]
+    names = {ln.split()[0] for ln in presets if ln.strip()}
+    assert {"mpt-7b", "mpt-30b", "smollm2-135m"} <= names
+    assert any(ln.split()[:2] == ["mpt-7b", "mosaicml/mpt-7b"] for ln in presets)
+    assert any(ln.split()[:2] == ["mpt-30b", "mosaicml/mpt-30b"] for ln in presets)
+
+
+# ---- errors: one clear line, exit 2 ----------------------------------------------------------
+
+def test_unknown_task(tmp_path, data_dir):
+    line = one_error_line(cli("run", "--tasks", "nosuch", cwd=tmp_path, data_dir=data_dir))
+    assert "unknown task 'nosuch'" in line
+
+
+def test_unknown_task_did_you_mean(tmp_path, data_dir):
+    line = one_error_line(cli("run", "--tasks", "piqa,hellaswg", cwd=tmp_path, data_dir=data_dir))
+    assert "unknown task 'hellaswg'" in line and "did you mean 'hellaswag'" in line
+
+
+def test_data_file_not_found(tmp_path):
+    empty = tmp_path / "empty_data"
+    empty.mkdir()
+    line = one_error_line(cli("run", "--tasks", "piqa", "--model", "/nonexistent/folder",
+                              "--output-dir", str(tmp_path / "out"), cwd=tmp_path, data_dir=empty))
+    assert "'llm-foundry/piqa.jsonl' not found" in line
+    assert str(empty) in line
+    assert "--data-dir" in line and "EVALHARNESS_DATA_DIR" in line
+
+
+def test_data_dir_does_not_exist(tmp_path):
+    missing = tmp_path / "no_such_dir"
+    line = one_error_line(cli("run", "--tasks", "lambada_openai", "--data-dir", str(missing),
+                              "--output-dir", str(tmp_path / "out"), cwd=tmp_path))
+    assert "'llm-foundry/lambada_openai.jsonl' not found" in line and str(missing) in line
+    assert "does not exist" in line
+
+
+def test_no_data_dir_given(tmp_path):
+    line = one_error_line(cli("run", "--tasks", "piqa", "--output-dir", str(tmp_path / "out"), cwd=tmp_path))
+    assert "'llm-foundry/piqa.jsonl' not found" in line
+    assert "no data directory was given" in line
+    assert "--data-dir DIR" in line and "EVALHARNESS_DATA_DIR=DIR" in line
+
+
+def test_bad_jsonl_row_before_model_loads(tmp_path):
+    """Line 3 has gold out of range; the model does not exist, so seeing the data error proves data comes first."""
+    data = tmp_path / "data"
+    (data / "llm-foundry").mkdir(parents=True)
+    bad = data / "llm-foundry" / "piqa.jsonl"
+    rows = [
+        {"query": "Question: a?\n", "choices": ["x", "y"], "gold": 0},
+        {"query": "Question: b?\n", "choices": ["x", "y"], "gold": 1},
+        {"query": "Question: c?\n", "choices": ["x", "y"], "gold": 2},
+    ]
+    bad.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    line = one_error_line(cli("run", "--tasks", "piqa", "--model", "/nonexistent/folder",
+                              "--output-dir", str(tmp_path / "out"), cwd=tmp_path, data_dir=data))
+    assert f"{bad}:3:" in line
+    assert "field 'gold'" in line and "out of range" in line
+    assert "nonexistent" not in line
+
+
+def test_model_folder_not_found(tmp_path, data_dir):
+    line = one_error_line(cli("run", "--tasks", "piqa", "--limit", "1", "--model", "/nonexistent/folder",
+                              "--output-dir", str(tmp_path / "out"), cwd=tmp_path, data_dir=data_dir))
+    assert "/nonexistent/folder" in line and "not found" in line
+
+
+def test_model_folder_without_weights(tmp_path, data_dir):
+    folder = tmp_path / "no_weights"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "mpt"}), encoding="utf-8")
+    line = one_error_line(cli("run", "--tasks", "piqa", "--limit", "1", "--model", str(folder),
+                              "--output-dir", str(tmp_path / "out"), cwd=tmp_path, data_dir=data_dir))
+    assert str(folder) in line and "holds no weights" in line
+
+
+def test_output_dir_not_writable(tmp_path, data_dir):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    target = blocker / "results"
+    line = one_error_line(cli("run", "--tasks", "piqa", "--limit", "1", "--model", "/nonexistent/folder",
+                              "--output-dir", str(target), cwd=tmp_path, data_dir=data_dir))
+    assert f"output directory {target} cannot be written" in line
+
+
+def test_bad_limit(tmp_path, data_dir):
+    line = one_error_line(cli("run", "--tasks", "piqa", "--limit", "0", "--output-dir", str(tmp_path / "out"),
+                              cwd=tmp_path, data_dir=data_dir))
+    assert "--limit" in line
+
+
+# ---- end to end on a tiny random MPT ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def e2e_run(tiny_mpt_dir, data_dir, tmp_path_factory):
+    work = tmp_path_factory.mktemp("cli-e2e")
+    out = work / "out"
+    proc = cli("run", "--model", str(tiny_mpt_dir), "--tasks", "piqa,mmlu", "--limit", "3", "--dtype", "float32",
+               "--output-dir", str(out), cwd=work, data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr
+    return proc, out
+
+
+def test_e2e_results_json(e2e_run, tiny_mpt_dir, data_dir):
+    proc, out = e2e_run
+    res = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    piqa = res["results"]["piqa"]
+    assert piqa["n"] == 3
+    for metric in ("acc", "acc_norm", "acc_token"):
+        assert 0.0 <= piqa[metric] <= 1.0
+        assert piqa[f"{metric}_stderr"] is not None and piqa[f"{metric}_stderr"] >= 0.0
+        assert piqa[metric] in (0.0, 1 / 3, 2 / 3, 1.0)
+
+    mmlu = res["results"]["mmlu"]
+    assert mmlu["n"] == 171 and mmlu["num_subsets"] == 57
+    assert 0.0 <= mmlu["acc"] <= 1.0 and "acc_stderr" in mmlu and "acc_macro" in mmlu
+    groups = res["groups"]["mmlu"]
+    assert set(groups) == set(MMLU_SUBJECTS) and len(groups) == 57
+    assert all(g["n"] == 3 for g in groups.values())
+    assert "piqa" not in res["groups"]
+
+    cfg = res["config"]
+    assert cfg["model"] == str(tiny_mpt_dir)
+    assert cfg["tasks"] == ["piqa", "mmlu"]
+    assert cfg["limit"] == 3 and cfg["dtype"] == "float32" and cfg["device"] == "cpu"
+    assert cfg["data_dir"] == str(data_dir)
+    for pkg in ("python", "torch", "transformers", "evalharness"):
+        assert res["versions"][pkg] and res["versions"][pkg] != "not installed"
+    model = res["model"]
+    assert model["kind"] == "folder" and model["model_type"] == "mpt"
+    assert isinstance(model["fingerprint"], str) and len(model["fingerprint"]) == 16
+    assert model["num_parameters"] > 0
+
+    piqa_sha = hashlib.sha256((data_dir / "llm-foundry" / "piqa.jsonl").read_bytes()).hexdigest()
+    assert res["data"]["piqa"] == {"llm-foundry/piqa.jsonl": piqa_sha}
+    assert len(res["data"]["mmlu"]) == 2 * 57  # test split and the dev split the shots come from
+    assert "mmlu/dev/abstract_algebra_dev.csv" in res["data"]["mmlu"]
+    aa = "mmlu/test/abstract_algebra_test.csv"
+    assert res["data"]["mmlu"][aa] == hashlib.sha256((data_dir / aa).read_bytes()).hexdigest()
+
+    assert res["tasks"]["piqa"]["num_items"] == 3 and res["tasks"]["piqa"]["num_requests"] == 6
+    assert res["tasks"]["mmlu"]["num_items"] == 171 and res["tasks"]["mmlu"]["num_requests"] == 684
+    assert "| piqa | acc" in proc.stdout
+    # MMLU's answers are single letters: acc, acc_norm and acc_token are one number, printed once
+    assert "| mmlu | acc = acc_norm = acc_token |" in proc.stdout
+    assert "results.json" in proc.stdout
+
+
+def test_e2e_samples_files(e2e_run):
+    _, out = e2e_run
+    piqa = [json.loads(ln) for ln in (out / "samples_piqa.jsonl").read_text(encoding="utf-8").splitlines()]
+    mmlu = [json.loads(ln) for ln in (out / "samples_mmlu.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(piqa) == 3 and len(mmlu) == 171
+    for rec in piqa + mmlu:
+        assert set(rec) == SAMPLE_KEYS
+        n = len(rec["requests"])
+        assert len(rec["logprobs"]) == len(rec["is_greedy"]) == len(rec["num_tokens"]) == n
+        assert all(lp <= 0.0 for lp in rec["logprobs"])
+        assert all(k >= 1 for k in rec["num_tokens"])
+        assert rec["prediction"] == rec["predictions"]["acc"]
+        assert rec["metrics"]["acc"] == float(rec["prediction"] == rec["gold"])
+    assert [r["doc_id"] for r in piqa] == [0, 1, 2]
+    assert all(len(r["requests"]) == 2 and r["subset"] is None for r in piqa)
+    assert all(len(r["requests"]) == 4 for r in mmlu)
+    assert {r["subset"] for r in mmlu} == set(MMLU_SUBJECTS)
+    assert [r["requests"][i]["continuation"] for r in mmlu[:1] for i in range(4)] == [" A", " B", " C", " D"]
+
+
+def test_e2e_bfloat16(tiny_mpt_dir, data_dir, tmp_path):
+    out = tmp_path / "out"
+    proc = cli("run", "--model", str(tiny_mpt_dir), "--tasks", "piqa", "--limit", "3", "--dtype", "bfloat16",
+               "--output-dir", str(out), cwd=tmp_path, data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert res["config"]["dtype"] == "bfloat16"
+    assert res["results"]["piqa"]["n"] == 3
+    assert 0.0 <= res["results"]["piqa"]["acc"] <= 1.0
+    assert len((out / "samples_piqa.jsonl").read_text(encoding="utf-8").splitlines()) == 3
+    assert "(bfloat16, cpu)" in proc.stdout
+
+
+def test_overlong_context_is_truncated_with_warning_and_counted(tiny_mpt_dir, data_dir, tmp_path):
+    out = tmp_path / "out"
+    proc = cli("run", "--model", str(tiny_mpt_dir), "--tasks", "piqa", "--limit", "2", "--dtype", "float32",
+               "--max-seq-len", "16", "--output-dir", str(out), cwd=tmp_path, data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "truncated on the left" in proc.stderr and "16 tokens" in proc.stderr
+    res = json.loads((out / "results.json").read_text())
+    samples = [json.loads(line) for line in (out / "samples_piqa.jsonl").open()]
+    # item 0 (long solutions) is cut to the last 16 tokens for both choices; item 1 fits
+    assert [s["truncated"] for s in samples] == [True, False]
+    assert samples[0]["num_tokens"] == [16, 16]
+    assert res["tasks"]["piqa"]["num_truncated_requests"] == 2
+    assert "piqa: 2 request(s)" in proc.stderr
+
+
+def test_same_command_twice_gives_identical_metrics(tiny_mpt_dir, data_dir, tmp_path):
+    results = []
+    for name in ("a", "b"):
+        proc = cli("run", "--model", str(tiny_mpt_dir), "--tasks", "piqa,jeopardy_em", "--limit", "3", "--dtype",
+                   "float32", "--no-cache", "--output-dir", str(tmp_path / name), cwd=tmp_path, data_dir=data_dir)
+        assert proc.returncode == 0, proc.stderr
+        assert not (tmp_path / name / "requests.sqlite").exists()
+        results.append(json.loads((tmp_path / name / "results.json").read_text()))
+    assert results[0]["results"] == results[1]["results"]
+    assert results[0]["tasks"]["jeopardy_em"]["fewshot"]["seed"] == 1234
+
+
+def test_unknown_preset_and_suite_suggest(tmp_path, data_dir):
+    proc = cli("run", "--model", "mpt-30", "--tasks", "piqa", cwd=tmp_path, data_dir=data_dir)
+    assert proc.returncode == 2 and "did you mean 'mpt-30b'" in one_error_line(proc)
+    proc = cli("run", "--suite", "icll", cwd=tmp_path, data_dir=data_dir)
+    assert proc.returncode == 2 and "did you mean 'icl'" in one_error_line(proc)

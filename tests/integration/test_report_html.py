@@ -1,0 +1,102 @@
+"""The HTML leaderboard: escaping and self-containment, then end to end in headless Chromium (playwright)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from evalharness.report import report
+from evalharness.report.html import environment
+from support.report_helpers import lm_sample, make_results, mc_sample, write_run
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+EVIL_PROMPT = 'Question: <script>window.__pwned = 1</script><img src="x" onerror="window.__pwned = 2">\nAnswer:'
+EVIL_CHOICE = '</pre><b onclick="x()">bold</b>'
+EVIL_MODEL = 'evil<b>&"\''
+
+
+@pytest.fixture(scope="module")
+def page_file(tmp_path_factory) -> Path:
+    """A leaderboard of three runs (one with hostile text everywhere) and one published model."""
+    root = tmp_path_factory.mktemp("board")
+    alpha = write_run(root / "alpha", make_results(EVIL_MODEL, {"piqa": {"acc_token": 0.80}, "lambada_openai": {"acc": 0.20}}),
+                      {"piqa": [mc_sample(0, EVIL_PROMPT, ["fine", EVIL_CHOICE], gold=1, predicted=0),
+                                mc_sample(1, "Question: q2\nAnswer:", ["a", "b"], gold=0, predicted=0)],
+                       "lambada_openai": [lm_sample(0, "The cat sat on the", "mat <br>", greedy=True)]})
+    beta = write_run(root / "beta", make_results("beta", {"piqa": {"acc_token": 0.60}, "lambada_openai": {"acc": 0.50}}))
+    gamma = write_run(root / "gamma", make_results("gamma", {"lambada_openai": {"acc": 0.90}}))
+    out = root / "leaderboard.html"
+    report([alpha, beta, gamma], output=out, compare="gpt3-125m")
+    return out
+
+
+def test_autoescape_is_on():
+    assert environment().autoescape is True
+
+
+def test_text_is_escaped_and_page_is_self_contained(page_file):
+    html = page_file.read_text(encoding="utf-8")
+    assert "<script>window.__pwned" not in html and "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in html
+    assert '<img src="x"' not in html and EVIL_CHOICE not in html
+    assert "evil&lt;b&gt;&amp;&#34;&#39;" in html
+    assert html.count("<script") == 1  # ours, inline
+    assert not re.search(r'<(link|script|img|iframe)[^>]*\b(src|href)="(?!data:|#)', html)  # nothing to fetch
+    assert "@import" not in html and "url(http" not in html
+
+
+def _launch(playwright):
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} not found: install Debian's chromium (see .ci/run)"
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def _board_order(page) -> list[str]:
+    return page.locator("#board tbody tr td.model .name").all_inner_texts()
+
+
+def test_in_headless_chromium(page_file, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url = page_file.resolve().as_uri()
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            requests, problems = [], []
+            page.on("request", lambda r: requests.append(r.url))
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(url, wait_until="load")
+
+            assert requests == [url]  # nothing but the file itself
+            assert problems == []
+            assert page.evaluate("window.__pwned") is None  # hostile text stayed text
+            assert EVIL_PROMPT.split("\n")[0] in page.locator("#samples").text_content()
+
+            # best average first; gamma lacks piqa and the reference is not comparable: no average, at the end
+            assert _board_order(page) == ["beta", EVIL_MODEL, "gamma", "GPT-3 125M"]
+            page.get_by_role("button", name="piqa").click()
+            assert _board_order(page) == [EVIL_MODEL, "GPT-3 125M", "beta", "gamma"]  # descending, missing last
+            assert page.locator("#board th[aria-sort]").get_attribute("aria-sort") == "descending"
+            page.get_by_role("button", name="piqa").click()
+            assert _board_order(page) == ["beta", "GPT-3 125M", EVIL_MODEL, "gamma"]  # ascending, missing still last
+            page.get_by_role("button", name="Model").click()
+            assert _board_order(page) == ["beta", EVIL_MODEL, "gamma", "GPT-3 125M"]  # names, A to Z
+
+            shot = tmp_path / "leaderboard.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+            light = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            page.emulate_media(color_scheme="dark")
+            dark = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            assert light != dark
+
+            page.set_viewport_size({"width": 380, "height": 800})
+            assert page.evaluate("document.documentElement.scrollWidth") <= 380  # wide tables scroll inside their box
+            assert problems == [] and requests == [url]
+        finally:
+            browser.close()
