@@ -533,7 +533,7 @@ def report(res: dict, lm: dict, eh: dict, times: dict, args) -> int:
                     print(f"  {side} {key}: (got, then spec) " + _first_diff(got, exp[0]))
         if res["req_mismatch"]:
             print("\n## first request-string mismatches between the two harnesses")
-            for key, i, ra, rb in res["req_mismatch"][:10]:
+            for key, _i, _ra, _rb in res["req_mismatch"][:10]:
                 print(f"  {key}: (lm-eval, then evalharness) " + _first_diff(lm[key]["requests"], eh[key]["requests"]))
         print("\n## worst requests by |logprob diff|")
         for d, key, i in [w for w in res["worst"] if w[0] > 0][:10]:

@@ -13,14 +13,15 @@ task and overall:
 - ratio: lm-eval time / evalharness time.
 - agree: items whose per-item metric values (acc, acc_norm) are identical in both tools.
 - MFU: 2 x non-embedding parameters x least-work tokens / wall / the dense matmul rate measured here in
-  the same dtype (2048x2048 products, the faster of torch.mm and oneDNN on a packed weight). Least work: each distinct input prefix of an item once (the
-  context once for all its choices, each choice's tokens once); attention and the LM head are not
-  counted, so this understates the real utilisation a little.
+  the same dtype (2048x2048 products, the faster of torch.mm and oneDNN on a packed weight). Least work: each
+  distinct input prefix of an item once (the context once for all its choices, each choice's tokens once);
+  attention and the LM head are not counted, so this understates the real utilisation a little.
 
 `--cpu-plugin on` (the default): evalharness with its CPU plugin (evalharness/backends/hf_cpu: kernels, packed
 weights, the last layer at the read positions), and the plugin's allocator setting applied at the start so both
-tools run with it (it is per process). `--cpu-plugin off`: the core HF backend alone, no allocator setting. On CPUs without AVX512-BF16/AMX, bfloat16 configurations are skipped unless
-asked for with --configs / --mpt-dtypes / --lever-dtypes (bf16 matrix products are ~500x slower there).
+tools run with it (it is per process). `--cpu-plugin off`: the core HF backend alone, no allocator setting.
+On CPUs without AVX512-BF16/AMX, bfloat16 configurations are skipped unless asked for with --configs /
+--mpt-dtypes / --lever-dtypes (bf16 matrix products are ~500x slower there).
 
 Needs a Python with both evalharness and lm-eval installed (see benchmarks/requirements-lm-eval.txt;
 then `pip install -e .` of this checkout into that venv). With `--mpt`, also a small random MPT
@@ -476,7 +477,6 @@ def lever_benchmark(args: argparse.Namespace) -> dict:
     from evalharness.tasks.task import Task
 
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
-    fp32 = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.float32).eval()
     registry = TaskRegistry()
     requests = []
     for t in args.tasks.split(","):

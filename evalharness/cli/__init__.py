@@ -19,7 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evalharness", description="In-context-learning evaluation of causal LMs.")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     sub = p.add_subparsers(dest="command", required=True)
-    for name, module in VERBS.items():
+    for module in VERBS.values():
         module.add_parser(sub)
     return p
 

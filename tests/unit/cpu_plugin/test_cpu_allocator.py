@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's, on Linux only (CI runs on Linux, so these run there)")
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="mallopt is glibc's, on Linux only (CI runs on Linux, so these run there)")
 
 # a loop of the backend's pattern: same-size activations allocated, written, freed
 _CHILD = """
