@@ -53,8 +53,12 @@ def register_backend(name: str, create: Callable[[BackendSetup, Any], Backend], 
 
 def _builtins() -> None:
     if "hf" not in _REGISTRY:
-        from .hf.load import load_hf_backend
         from .hf.options import HFOptions
+
+        def load_hf_backend(setup: BackendSetup, options: HFOptions) -> Backend:
+            from .hf.load import load_hf_backend as load  # imports torch: only when a run needs it
+
+            return load(setup, options)
 
         register_backend("hf", load_hf_backend, HFOptions,
                          "Hugging Face transformers causal LMs (presets, hub ids, folders, .gguf, composer: checkpoints)")

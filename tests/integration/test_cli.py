@@ -34,6 +34,9 @@ def test_list(tmp_path):
     assert {"mpt-7b", "mpt-30b", "smollm2-135m"} <= names
     assert any(ln.split()[:2] == ["mpt-7b", "mosaicml/mpt-7b"] for ln in presets)
     assert any(ln.split()[:2] == ["mpt-30b", "mosaicml/mpt-30b"] for ln in presets)
+    assert "Backends (--backend):" in lines and any(ln.split()[:1] == ["hf"] for ln in lines)
+    published = lines[lines.index("Published models (--compare; scores in reports/published_scores.csv):") + 1:]
+    assert {"mpt-7b", "llama-30b", "falcon-7b", "gpt3-175b"} <= {ln.split()[0] for ln in published if ln.strip()}
 
 
 # ---- errors: one clear line, exit 2 ----------------------------------------------------------
@@ -95,6 +98,13 @@ def test_model_folder_not_found(tmp_path, data_dir):
     line = one_error_line(cli("run", "--tasks", "piqa", "--limit", "1", "--model", "/nonexistent/folder",
                               "--output-dir", str(tmp_path / "out"), cwd=tmp_path, data_dir=data_dir))
     assert "/nonexistent/folder" in line and "not found" in line
+    assert not (tmp_path / "out").exists()  # a run that fails before evaluating leaves no empty folder
+
+
+def test_failed_run_leaves_no_default_output_folder(tmp_path, data_dir):
+    one_error_line(cli("run", "--tasks", "piqa", "--limit", "1", "--model", "no-such-org/no-such-model", cwd=tmp_path,
+                       data_dir=data_dir))
+    assert not (tmp_path / "results").exists()
 
 
 def test_model_folder_without_weights(tmp_path, data_dir):
@@ -155,6 +165,10 @@ def test_e2e_results_json(e2e_run, tiny_mpt_dir, data_dir):
     assert cfg["model"] == str(tiny_mpt_dir)
     assert cfg["tasks"] == ["piqa", "mmlu"]
     assert cfg["limit"] == 3 and cfg["dtype"] == "float32" and cfg["device"] == "cpu"
+    assert cfg["num_fewshot"] == 0  # the shots actually used (no --num-fewshot: each task's own, 0 for both)
+    assert res["backend"]["name"] == "hf" and "accelerator" in res["backend"]
+    assert res["tasks"]["piqa"]["headline_metric"] == "acc_token" and res["tasks"]["piqa"]["baseline"] == 0.5
+    assert res["tasks"]["mmlu"]["subset_average"] == "micro" and res["tasks"]["mmlu"]["category"] == "world_knowledge"
     assert cfg["data_dir"] == str(data_dir)
     for pkg in ("python", "torch", "transformers", "evalharness"):
         assert res["versions"][pkg] and res["versions"][pkg] != "not installed"

@@ -98,3 +98,27 @@ def test_aggregates_follow_from_samples(run):
     lam = out["results"]["lambada_openai"]
     mean_lp = sum(r["logprobs"][0] for r in samples["lambada_openai"]) / 8
     assert lam["perplexity"] == pytest.approx(float(torch.tensor(-mean_lp).exp()), rel=1e-6)
+
+
+def test_cpu_plugin_on_and_off_give_the_same_predictions(embedded, registry, data_dir, tmp_path):
+    """The plugin changes speed, not answers: float32, every item's predictions identical, log-probs within the
+    plugin's stated float32 tolerance (1e-4, tests/unit/cpu_plugin), or 1e-5 relative for sums over long
+    contexts (a 95-token HellaSwag ending differs by 1.3e-4 = 1.4e-6 relative: float32 summation order)."""
+    from evalharness.backends.hf import HFOptions
+
+    tasks = ["lambada_openai", "piqa", "hellaswag", "mmlu"]
+    samples = {}
+    for accelerator in ("auto", "none"):
+        out = evaluate(embedded.model, embedded.tokenizer, tasks, limit=16, batch_size=8, data_dir=data_dir,
+                       registry=registry, backend_options=HFOptions(accelerator=accelerator),
+                       output_dir=tmp_path / accelerator)
+        assert out.backend["accelerator"]["enabled"] == (accelerator == "auto")
+        samples[accelerator] = {t: [json.loads(x) for x in (tmp_path / accelerator / f"samples_{t}.jsonl").open()]
+                                for t in tasks}
+    for task in tasks:
+        on, off = samples["auto"][task], samples["none"][task]
+        assert len(on) == len(off) > 0
+        for a, b in zip(on, off):
+            assert (a["doc_id"], a["subset"], a["predictions"], a["is_greedy"]) == \
+                (b["doc_id"], b["subset"], b["predictions"], b["is_greedy"]), task
+            assert a["logprobs"] == pytest.approx(b["logprobs"], rel=1e-5, abs=1e-4)
