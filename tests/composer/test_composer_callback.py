@@ -26,8 +26,10 @@ from composer.utils import dist
 from torch.utils.data import DataLoader, Dataset
 
 import evalharness
+from evalharness.backends.hf_cpu import cpu_allocator
 from evalharness.integrations.composer import ICLEvaluator, metrics_to_log
 from evalharness.resources import resource_dir
+from evalharness.results import EvalResults, TaskResult
 from evalharness.tasks import TaskRegistry
 
 TASKS = "piqa,lambada_openai,jeopardy_sampled"
@@ -141,7 +143,9 @@ def test_metrics_logged_at_each_interval_and_at_fit_end(with_callback):
         assert [b for b, _ in logged(logger, key)] == [2, 4, 6, 7], key
         assert all(isinstance(v, float) for _, v in logged(logger, key))
     assert not any(k.endswith("/n") for k in logger.data)  # counts are not metrics
-    assert icl.latest_batch == 7 and icl.latest["results"]["piqa"]["n"] == 4
+    assert icl.latest_batch == 7 and icl.latest.results["piqa"]["n"] == 4
+    # nothing process-wide changed: the CPU plugin's allocator setting is applied only when evalharness owns the process
+    assert cpu_allocator._applied is None
     perplexities = [v for _, v in logged(logger, "icl/lambada_openai/perplexity")]
     assert len(set(perplexities)) == 4  # each evaluation saw that moment's weights
 
@@ -154,7 +158,7 @@ def test_logged_values_equal_evaluate_on_the_same_weights(with_callback, tokeniz
         out = evalharness.evaluate(model, tokenizer, TASKS, data_dir=data_dir, registry=registry, **EVAL)
         expected = metrics_to_log(out)
         assert {k: dict(logged(logger, k))[batch] for k in expected} == expected, batch
-    assert out["results"] == icl.latest["results"] and out["groups"] == icl.latest["groups"]
+    assert out.results == icl.latest.results and out.to_dict()["groups"] == icl.latest.to_dict()["groups"]
 
 
 def test_training_is_bit_for_bit_unaffected(with_callback, without_callback, tokenizer, registry, data_dir):
@@ -186,7 +190,7 @@ def test_cli_evaluates_a_trainer_checkpoint_without_composer(with_callback, data
     assert proc.returncode == 0, proc.stderr
     out = json.loads((tmp_path / "out" / "results.json").read_text())
     assert out["model"]["kind"] == "composer" and out["model"]["composer"]["batch"] == 4
-    expected = metrics_to_log(out)
+    expected = metrics_to_log(EvalResults({t: TaskResult(t, m) for t, m in out["results"].items()}, out["config"]))
     assert len(expected) >= 8
     assert {k: dict(logged(logger, k))[4] for k in expected} == expected
 
