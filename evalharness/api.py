@@ -54,6 +54,8 @@ def evaluate(
     `output_dir` is given. Code tasks (humaneval) run model-written code and need `allow_code_execution=True`.
     Nothing process-wide changes (no allocator settings, no thread counts).
     """
+    if registry is not None and task_paths:
+        raise ConfigError("evaluate(): pass task_paths or a registry (built with include_paths=...), not both")
     registry = registry or TaskRegistry(include_paths=task_paths)
     names = registry.resolve(tasks)
     data = resolve_data_dir(data_dir)

@@ -15,7 +15,6 @@ change process-wide settings (the command line owns its process; `evaluate()` in
 from __future__ import annotations
 
 import importlib
-import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, ContextManager, Protocol
@@ -66,9 +65,10 @@ class AcceleratorStatus:
                 **self.details}
 
     def message(self) -> str:
+        """One line for the run's log."""
         if self.enabled:
-            return f"evalharness: {self.name} accelerator on ({self.reason})"
-        return f"evalharness: no accelerator ({self.reason})"
+            return f"{self.name} accelerator on: {self.reason}"
+        return f"no accelerator: {self.reason}"
 
 
 def available_accelerators() -> dict[str, str]:
@@ -114,8 +114,3 @@ def _on_parts(details: dict[str, Any]) -> list[str]:
     parts = details.get("parts", {})
     on = [k for k, v in parts.items() if v is True]
     return [f"{', '.join(on) or 'no parts'}"] + ([details["versions"]] if details.get("versions") else [])
-
-
-def announce(status: AcceleratorStatus) -> None:
-    """Print the accelerator decision once, on its own line (before any progress bar starts)."""
-    print(status.message(), file=sys.stderr, flush=True)

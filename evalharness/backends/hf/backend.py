@@ -9,6 +9,7 @@ through scaled-dot-product attention with ALiBi. Hardware-specific speed work co
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any, Sequence
 
 import torch
@@ -21,6 +22,8 @@ from .mpt_attention import mpt_hidden_states, supports_fast_mpt
 from .options import MIN_SAVED_PREFIX_TOKENS, MIN_SHARED_PREFIX, PACK_MAX_CONTEXT, SHARED_FRACTION, HFOptions
 from .packing import Row, allowed_mask, common_prefix_length, plan_batches, plan_rows, prefix_groups, prefix_saving_pays
 from .sharding import is_sharded, root_gathered
+
+log = logging.getLogger("evalharness")
 
 # Model types whose logits are exactly `output_embeddings(last_hidden_state)`: for these the head runs
 # only at the positions whose log-probs are read (no logit scaling or soft-capping to reproduce).
@@ -76,6 +79,7 @@ class HFBackend(Backend):
                                                         accelerator.describe())
         else:
             self.accelerator, self.accelerator_status = find_accelerator(options.accelerator, model, process_wide)
+        log.info(self.accelerator_status.message())
         self._model_info = dict(model_info or {})
         model_type = getattr(getattr(model, "config", None), "model_type", None)
         self._split_head = (
