@@ -1,6 +1,6 @@
 """Executing model-written code: the sandbox, HumanEval programs and the pass@k estimator.
 
-`Sandbox(allow_code_execution=True)` runs `Program`s in isolated processes (see README, "Code execution");
+`Sandbox(allow_code_execution=True)` runs `Program`s in isolated processes (see docs/code-execution.md);
 `ensure_code_execution_allowed` is the consent check tasks call before generating anything.
 """
 

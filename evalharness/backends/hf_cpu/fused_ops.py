@@ -6,13 +6,13 @@ weight), the rotary embedding of queries and keys six (mul, slice, neg, cat, mul
 each in one pass with the same arithmetic (the same roundings in bfloat16; the one difference, the order of a
 float32 sum, is in the .cpp header). The MLP's act_fn(gate) * up (SiLU only) is one pass too (silu_mul: the same
 formula and roundings as torch, its exp by fused multiply-adds instead of Sleef's; about 2x torch's two passes in
-bfloat16; two earlier tries with a slower exp were not faster, README levers table). Two kernels are not
+bfloat16; two earlier tries with a slower exp were not faster, docs/performance.md). Two kernels are not
 element-wise: the attention (scores, softmax and weighted sum per (row, key/value head); in bfloat16 with
 AVX512-BF16 pair dot products) and the log-probs at the read positions (log_softmax_at, used by the backend's
 read_logprobs).
 
-The kernels are compiled on first use (torch.utils.cpp_extension with ninja and the system C++ compiler, about
-30 s) into the evalharness cache, keyed by the source, the compiler flags, the CPU's instruction-set flags and
+The kernels are compiled once per machine when the plugin is first bound to a model, before any batch runs
+(torch.utils.cpp_extension with ninja and the system C++ compiler, about 30 s), into the evalharness cache, keyed by the source, the compiler flags, the CPU's instruction-set flags and
 the torch version. If that is impossible (no compiler), scoring goes on with the eager modules and one warning.
 `EVALHARNESS_FUSED_OPS=0` turns them off.
 

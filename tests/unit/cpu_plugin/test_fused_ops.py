@@ -1,4 +1,4 @@
-"""The fused CPU kernels (evalharness/models/fused_ops.*): hand-computed values, eager PyTorch's results element
+"""The fused CPU kernels (evalharness/backends/hf_cpu/fused_ops.*): hand-computed values, eager PyTorch's results element
 by element, the swap in and out of a model, and the backend's scores with and without them."""
 
 from __future__ import annotations
