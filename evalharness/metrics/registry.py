@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable, Sequence
 
 from ..execution.passk import pass_at_k
@@ -31,6 +32,11 @@ class Outcome:
     gold: int | str
     choice_lengths: tuple[int, ...] = ()
     executions: tuple[Any, ...] | None = None
+
+    @cached_property
+    def choice_predictions(self) -> dict[str, int]:
+        """Multiple choice: the choice each of acc, acc_norm and acc_token picks (computed once per item)."""
+        return mc_predictions(self.results, self.choice_lengths)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,7 @@ def register_metric(metric: Metric) -> None:
 
 def _choice(kind: str) -> Callable[[Outcome], int]:
     def predict(o: Outcome) -> int:
-        return mc_predictions(o.results, o.choice_lengths)[kind]  # type: ignore[arg-type]
+        return o.choice_predictions[kind]
 
     return predict
 

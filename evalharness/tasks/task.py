@@ -13,7 +13,7 @@ from typing import Any
 import jinja2
 
 from ..errors import ConfigError
-from ..metrics import AGGREGATIONS, MetricValue, Outcome, get_metric, macro_mean, mc_predictions, micro_mean
+from ..metrics import AGGREGATIONS, MetricValue, Outcome, get_metric, macro_mean, micro_mean
 from ..metrics.registry import Metric
 from ..requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
 from .documents import Document, DocumentSet, load_documents
@@ -223,7 +223,7 @@ class Task:
         """The item's per-item metric values (and, for multiple choice, each metric's predicted choice)."""
         outcome = Outcome(results, item.gold, item.choice_lengths, tuple(executions) if executions is not None else None)
         scores = {m.key: m.value(outcome) for m in self.metrics.values()}
-        predictions = mc_predictions(results, item.choice_lengths) if self.spec.output_type == "multiple_choice" else {}
+        predictions = outcome.choice_predictions if self.spec.output_type == "multiple_choice" else {}
         details: dict[str, Any] = {}
         if executions is not None:
             details["executions"] = [{"status": e.status.value, "error": e.error, "seconds": round(e.wall_time, 3)}

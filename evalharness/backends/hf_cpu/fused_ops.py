@@ -12,9 +12,10 @@ AVX512-BF16 pair dot products) and the log-probs at the read positions (log_soft
 read_logprobs).
 
 The kernels are compiled once per machine when the plugin is first bound to a model, before any batch runs
-(torch.utils.cpp_extension with ninja and the system C++ compiler, about 30 s), into the evalharness cache, keyed by the source, the compiler flags, the CPU's instruction-set flags and
-the torch version. If that is impossible (no compiler), scoring goes on with the eager modules and one warning.
-`EVALHARNESS_FUSED_OPS=0` turns them off.
+(torch.utils.cpp_extension with ninja and the system C++ compiler, about 30 s), into the evalharness cache,
+keyed by the source, the compiler flags, the CPU's instruction-set flags and the torch version. If that is
+impossible (no compiler), scoring goes on with the eager modules and one warning. `EVALHARNESS_FUSED_OPS=0`
+turns them off.
 
 `fused_llama_ops(model)` swaps the kernels in for the duration of a `with` block by giving the model's own
 LlamaRMSNorm, LlamaAttention and LlamaMLP instances a `forward` attribute (removed again on exit); nothing global
