@@ -8,8 +8,8 @@ float32 sum, is in the .cpp header). The MLP's act_fn(gate) * up (SiLU only) is 
 formula and roundings as torch, its exp by fused multiply-adds instead of Sleef's; about 2x torch's two passes in
 bfloat16; two earlier tries with a slower exp were not faster, docs/performance.md). Two kernels are not
 element-wise: the attention (scores, softmax and weighted sum per (row, key/value head); in bfloat16 with
-AVX512-BF16 pair dot products) and the log-probs at the read positions (log_softmax_at, used by the backend's
-read_logprobs).
+AVX512-BF16 pair dot products) and the log-probs at the read positions (log_softmax_at, the plugin's
+log_probs hook).
 
 The kernels are compiled once per machine when the plugin is first bound to a model, before any batch runs
 (torch.utils.cpp_extension with ninja and the system C++ compiler, about 30 s), into the evalharness cache,
