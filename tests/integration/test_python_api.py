@@ -82,3 +82,21 @@ def test_evaluate_writes_files_only_when_asked(tmp_path, tiny_mpt_dir, data_dir)
     assert sorted(p.name for p in out_dir.iterdir()) == ["report.html", "results.json", "samples_piqa.jsonl"]
     assert json.loads((out_dir / "results.json").read_text())["results"] == out.results
     assert len(Path(out_dir / "samples_piqa.jsonl").read_text().splitlines()) == 3
+
+
+def test_run_from_python_writes_what_the_cli_writes(tmp_path, tiny_mpt_dir, data_dir):
+    from evalharness import RunConfig, run
+
+    config = RunConfig(model=str(tiny_mpt_dir), tasks=("piqa", "jeopardy"), limit=4, dtype="float32", device="cpu",
+                       data_dir=str(data_dir), output_dir=str(tmp_path / "py"))
+    out = run(config, show_progress=False)
+    proc = cli("run", "--model", str(tiny_mpt_dir), "--tasks", "piqa,jeopardy", "--limit", "4", "--dtype", "float32",
+               "--device", "cpu", "--output-dir", str(tmp_path / "cli"), cwd=tmp_path, data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr
+    files = ["report.html", "requests.sqlite", "results.json", "samples_jeopardy.jsonl", "samples_piqa.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "py").iterdir()) == files
+    assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == files
+    ran = json.loads((tmp_path / "cli" / "results.json").read_text())
+    assert out.results == ran["results"] and out.output_dir == tmp_path / "py"
+    for name in ("samples_piqa.jsonl", "samples_jeopardy.jsonl"):
+        assert (tmp_path / "py" / name).read_text() == (tmp_path / "cli" / name).read_text()
