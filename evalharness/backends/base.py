@@ -125,6 +125,50 @@ class Backend(ABC):
         """Release what the backend holds open (files, connections)."""
 
 
+class WrappingBackend(Backend):
+    """A backend in front of another (`inner`): everything is the inner backend's unless a subclass changes it."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], *, progress: Progress | None = None,
+                      on_results: OnResults | None = None,
+                      known: Sequence[LoglikelihoodResult | None] | None = None) -> list[LoglikelihoodResult]:
+        return self.inner.loglikelihood(requests, progress=progress, on_results=on_results, known=known)
+
+    def generate_until(self, requests: Sequence[GenerateRequest], *, progress: Progress | None = None,
+                       on_results: OnResults | None = None,
+                       known: Sequence[GenerateResult | None] | None = None) -> list[GenerateResult]:
+        return self.inner.generate_until(requests, progress=progress, on_results=on_results, known=known)
+
+    def identity(self) -> str:
+        return self.inner.identity()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.inner.capabilities
+
+    @property
+    def max_length(self) -> int | None:
+        return self.inner.max_length
+
+    def batches(self, kind: str, requests: Sequence[Any]) -> list[list[int]]:
+        return self.inner.batches(kind, requests)
+
+    def describe(self) -> dict[str, Any]:
+        return self.inner.describe()
+
+    def model_info(self) -> dict[str, Any]:
+        return self.inner.model_info()
+
+    def resource_usage(self) -> dict[str, Any]:
+        return self.inner.resource_usage()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def deliver(done: list[tuple[int, Any]], results: list[Any], on_results: OnResults | None,
             progress: Progress | None) -> None:
     """Place a batch's (request index, result) pairs in `results`, then tell `on_results` and `progress`."""
@@ -145,4 +189,4 @@ def deliver_known(batch: Sequence[int], known: Sequence[Any | None] | None, resu
     return True
 
 
-__all__ = ["Backend", "BackendSetup", "Capabilities", "OnResults", "Progress", "deliver", "deliver_known"]
+__all__ = ["Backend", "BackendSetup", "Capabilities", "OnResults", "Progress", "WrappingBackend", "deliver", "deliver_known"]

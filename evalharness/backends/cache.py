@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
-from .base import Backend, Capabilities, OnResults, Progress
+from .base import Backend, OnResults, Progress, WrappingBackend
 
 _RESULT_TYPES = {"LoglikelihoodRequest": LoglikelihoodResult, "GenerateRequest": GenerateResult}
 
@@ -69,38 +69,14 @@ def _decode(kind: str, raw: str) -> Any:
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
-class CachedBackend(Backend):
+class CachedBackend(WrappingBackend):
     """A backend in front of another: answers from the cache where it can, stores each new batch as it is computed."""
 
     def __init__(self, backend: Backend, cache: RequestCache) -> None:
-        self.inner = backend
+        super().__init__(backend)
         self.cache = cache
-        self.name = backend.name
         self.hits = 0
         self.misses = 0
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self.inner.capabilities
-
-    @property
-    def max_length(self) -> int | None:
-        return self.inner.max_length
-
-    def identity(self) -> str:
-        return self.inner.identity()
-
-    def batches(self, kind: str, requests: Sequence[Any]) -> list[list[int]]:
-        return self.inner.batches(kind, requests)
-
-    def describe(self) -> dict[str, Any]:
-        return self.inner.describe()
-
-    def model_info(self) -> dict[str, Any]:
-        return self.inner.model_info()
-
-    def resource_usage(self) -> dict[str, Any]:
-        return self.inner.resource_usage()
 
     def stats(self) -> dict[str, Any]:
         """For results.json: the cache file and how many answers it gave and took."""

@@ -19,13 +19,13 @@ import torch.distributed as dist
 
 from ..distributed import DistContext, RankFailure, collective
 from ..requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
-from .base import Backend, Capabilities, OnResults, Progress
+from .base import Backend, Capabilities, OnResults, Progress, WrappingBackend, deliver
 
 FAIL_RANK_ENV = "EVALHARNESS_FAIL_RANK"  # test hook: this rank raises when it reaches its first request batch
 HANG_RANK_ENV = "EVALHARNESS_HANG_RANK"  # test hook: this rank stops there without a word (the others time out)
 
 
-class DistributedBackend(Backend):
+class DistributedBackend(WrappingBackend):
     """Splits `backend`'s batches across the ranks of `ctx`; same interface as any backend.
 
     The main process's `known` results (its request cache) are broadcast; batches it fully knows are skipped
@@ -39,35 +39,12 @@ class DistributedBackend(Backend):
     def __init__(self, backend: Backend, ctx: DistContext) -> None:
         if not backend.capabilities.plans_batches:
             raise RankFailure(f"backend {backend.name!r} cannot split its work across processes (it plans no batches)")
-        self.inner = backend
+        super().__init__(backend)
         self.ctx = ctx
-        self.name = backend.name
 
     @property
     def capabilities(self) -> Capabilities:
         return replace(self.inner.capabilities, collective=True)
-
-    @property
-    def max_length(self) -> int | None:
-        return self.inner.max_length
-
-    def identity(self) -> str:
-        return self.inner.identity()  # the same batches as one process: the same answers
-
-    def batches(self, kind: str, requests: Sequence[Any]) -> list[list[int]]:
-        return self.inner.batches(kind, requests)
-
-    def describe(self) -> dict[str, Any]:
-        return self.inner.describe()
-
-    def model_info(self) -> dict[str, Any]:
-        return self.inner.model_info()
-
-    def resource_usage(self) -> dict[str, Any]:
-        return self.inner.resource_usage()
-
-    def close(self) -> None:
-        self.inner.close()
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], *, progress: Progress | None = None,
                       on_results: OnResults | None = None,
@@ -105,15 +82,9 @@ class DistributedBackend(Backend):
             if ctx.is_main:
                 done = [pair for part in parts or [] for pair in part]
                 seen += [i for i, _ in done]
-                for i, res in done:
-                    results[i] = res
-                if on_results is not None:
-                    on_results(done)
-                if progress is not None:
-                    progress(len(done))
+                deliver(done, results, on_results, progress)
             else:
-                for i, res in mine:
-                    results[i] = res
+                deliver(mine, results, None, None)
         if ctx.is_main and (sorted(seen) != sorted(i for b in todo for i in b) or any(r is None for r in results)):
             raise RuntimeError(f"distributed {kind}: the gathered results do not cover every request exactly once "
                                f"({len(seen)} gathered for {sum(len(b) for b in todo)} computed requests)")
