@@ -194,6 +194,7 @@ def run_evalharness(args, work_dir: Path, tasks: list[str]) -> None:
         "--batch-size", str(args.batch_size),
         "--data-dir", str(args.data_dir),
         "--output-dir", str(out_dir),
+        *[a for opt in args.backend_option for a in ("--backend-option", opt)],
     ]
     env = subprocess_env(args)
     # make `-m evalharness` resolve to this checkout even if it is not pip-installed
@@ -352,7 +353,7 @@ def _first_diff(a, b) -> str:
     return "requests equal"
 
 
-def compare(lm: dict, eh: dict, spec: dict, tasks: list[str], tol: float) -> dict:
+def compare(lm: dict, eh: dict, spec: dict, tasks: list[str], tol: float, tol_check_count: int = 0) -> dict:
     per_task = {}
     worst = []  # (absdiff, key, request index)
     disagreements = []  # (key, metric, lm value, eh value)
@@ -438,8 +439,34 @@ def compare(lm: dict, eh: dict, spec: dict, tasks: list[str], tol: float) -> dic
                 st["mean_eh"]["perplexity"] = math.exp(-ll_eh_sum / len(both))
         per_task[task] = st
     worst.sort(key=lambda t: -t[0])
-    return {"per_task": per_task, "worst": worst[:15], "disagreements": disagreements, "req_mismatch": req_mismatch,
+    return {"per_task": per_task, "worst": worst[:max(15, tol_check_count)], "disagreements": disagreements, "req_mismatch": req_mismatch,
             "spec_mismatch": spec_mismatch}
+
+
+def float64_check(model_dir: Path, requests: list[tuple[str, str]]) -> list[float]:
+    """Each (context, continuation)'s summed log-prob with plain transformers in float64 (the arbiter of a float32 gap).
+
+    Tokenised as lm-eval does: the whole string and the context encoded without special tokens, the continuation's
+    tokens being the whole's tokens after the context's; one full-sequence forward per request.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64).eval()
+    out = []
+    for context, continuation in requests:
+        n_space = len(context) - len(context.rstrip())
+        if n_space:
+            context, continuation = context[:-n_space], context[-n_space:] + continuation
+        whole = tok(context + continuation, add_special_tokens=False).input_ids
+        n_ctx = len(tok(context, add_special_tokens=False).input_ids)
+        with torch.no_grad():
+            logits = model(torch.tensor([whole])).logits[0]
+        logp = torch.log_softmax(logits, dim=-1)
+        positions = torch.arange(n_ctx - 1, len(whole) - 1)
+        out.append(float(logp[positions, torch.tensor(whole[n_ctx:])].sum()))
+    return out
 
 
 def _fmt_time(meta: dict | None) -> str:
@@ -540,6 +567,22 @@ def report(res: dict, lm: dict, eh: dict, times: dict, args) -> int:
             a, b = lm[key], eh[key]
             print(f"  {d:.3e}  {key} #{i}: lm-eval {a['logprobs'][i]:.6f} vs evalharness {b['logprobs'][i]:.6f}"
                   f"  cont={a['requests'][i][1]!r}")
+    if args.float64_check:
+        picks = [w for w in res["worst"] if w[0] > 0][:args.float64_check]
+        ref = float64_check(args.model_dir, [tuple(lm[key]["requests"][i]) for _d, key, i in picks])
+        closer = 0
+        max_eh = max_lm = 0.0
+        print(f"\n## the {len(picks)} widest gaps against float64 (plain transformers, full-sequence forward)")
+        for (_d, key, i), r in zip(picks, ref):
+            d_lm, d_eh = abs(lm[key]["logprobs"][i] - r), abs(eh[key]["logprobs"][i] - r)
+            closer += d_eh <= d_lm
+            max_eh, max_lm = max(max_eh, d_eh), max(max_lm, d_lm)
+            print(f"  {key} #{i}: float64 {r:.6f}  |lm-eval - float64| {d_lm:.2e}  |evalharness - float64| {d_eh:.2e}")
+        print(f"  evalharness at least as close to float64 on {closer}/{len(picks)}; "
+              f"max gap to float64: lm-eval {max_lm:.2e}, evalharness {max_eh:.2e}")
+        res["float64"] = {"requests": len(picks), "evalharness_closer": closer, "max_gap_lm_eval": max_lm,
+                          "max_gap_evalharness": max_eh}
+    if failures or args.verbose:
         if res["disagreements"]:
             print(f"\n## metric disagreements ({len(res['disagreements'])}; first 15)")
             for key, m, va, vb in res["disagreements"][:15]:
@@ -552,6 +595,7 @@ def report(res: dict, lm: dict, eh: dict, times: dict, args) -> int:
         "max_abs_diff": tot_maxdiff, "requests_over_tol": tot_over, "failures": failures,
         "wall_seconds": {k: (v or {}).get("wall_seconds") for k, v in times.items()},
         "per_task": {t: {k: v for k, v in st.items() if not k.endswith("_examples")} for t, st in pt.items()},
+        "float64": res.get("float64"),
     }
     (args.work_dir / "comparison.json").write_text(json.dumps(out, indent=1, default=str), encoding="utf-8")
     print()
@@ -575,18 +619,21 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-dir", required=True, type=Path,
                    help="local Hugging Face model folder (config.json + safetensors + tokenizer), "
-                        "loaded by both harnesses, e.g. /work/smollm2-hf")
+                        "loaded by both harnesses")
     p.add_argument("--data-dir", type=Path, default=os.environ.get("EVALHARNESS_DATA_DIR"),
                    help="data dir with llm-foundry/, hellaswag/, mmlu/ (default: $EVALHARNESS_DATA_DIR)")
     p.add_argument("--limit", type=int, default=200,
                    help="first N items of each task and of each MMLU subject (default 200; 0 = all)")
     p.add_argument("--tasks", default=",".join(ALL_TASKS), help="comma-separated subset of " + ",".join(ALL_TASKS))
-    p.add_argument("--lm-eval-python", default="/work/venv-lmeval/bin/python",
-                   help="python of the venv with lm-eval installed (benchmarks/requirements-lm-eval.txt)")
+    p.add_argument("--lm-eval-python", default=os.environ.get("LM_EVAL_PYTHON", sys.executable),
+                   help="python of the venv with lm-eval installed (benchmarks/requirements-lm-eval.txt; "
+                        "default: $LM_EVAL_PYTHON, else this python)")
     p.add_argument("--evalharness-python", default=sys.executable, help="python that can run `-m evalharness`")
     p.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "evalharness-parity",
                    help="where rendered tasks, converted data, outputs and logs go (outside the repo)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="passed on to `evalharness run --backend-option` (e.g. accelerator=none: without the CPU plugin)")
     p.add_argument("--device", default="cpu", help="lm-eval --device (default cpu)")
     p.add_argument("--threads", type=int, default=None, help="set OMP_NUM_THREADS for both runs")
     p.add_argument("--skip-lm-eval", action="store_true", help="reuse lm-eval outputs already in the work dir")
@@ -595,6 +642,8 @@ def main(argv=None) -> int:
     p.add_argument("--min-agreement", type=float, default=99.5, help="min %% of items with identical metrics")
     p.add_argument("--quiet", action="store_true", help="don't echo the subprocesses' output (still logged)")
     p.add_argument("--verbose", action="store_true", help="print worst items even when parity holds")
+    p.add_argument("--float64-check", type=int, default=0, metavar="N",
+                   help="recompute the N requests with the widest gaps in float64 (transformers) and say which side is closer")
     args = p.parse_args(argv)
     args_quiet = args.quiet
 
@@ -635,7 +684,7 @@ def main(argv=None) -> int:
         print(f"[parity] no evalharness samples found under {args.work_dir / 'evalharness'}")
         return 2
     spec = spec_items(args.data_dir, tasks, set(lm) | set(eh))
-    res = compare(lm, eh, spec, tasks, args.tol)
+    res = compare(lm, eh, spec, tasks, args.tol, args.float64_check)
     return report(res, lm, eh, times, args)
 
 
