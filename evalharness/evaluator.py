@@ -39,7 +39,7 @@ def check_capabilities(backend: Backend, tasks: dict[str, Task]) -> None:
 
     caps = backend.capabilities
     for name, task in tasks.items():
-        generates = task.spec.output_type == "generation"
+        generates = task.spec.generates
         if generates and not caps.generate or not generates and not caps.loglikelihood:
             kind = "generation" if generates else "log-likelihood"
             raise ConfigError(f"task {name!r} needs {kind} requests, which backend {backend.name!r} does not answer")
