@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -50,10 +51,13 @@ def check_capabilities(backend: Backend, tasks: dict[str, Task]) -> None:
 
 
 class Evaluator:
-    """Runs tasks through a backend. `primary`: this process scores and writes (rank 0, or a single process)."""
+    """Runs tasks through a backend. `primary`: this process scores and writes (rank 0, or a single process).
+
+    num_fewshot: shots for every task, or per task name (tasks not named keep their own); None: each task's own.
+    """
 
     def __init__(self, backend: Backend, tasks: dict[str, Task], *, limit: int | None = None,
-                 num_fewshot: int | None = None, primary: bool = True, output_dir: Path | None = None,
+                 num_fewshot: int | Mapping[str, int] | None = None, primary: bool = True, output_dir: Path | None = None,
                  show_progress: bool = False, allow_code_execution: bool = False) -> None:
         self.backend = backend
         self.tasks = tasks
@@ -64,9 +68,19 @@ class Evaluator:
         self.show_progress = show_progress and primary
         self.allow_code_execution = allow_code_execution
 
+    def shots_for(self, name: str) -> int | None:
+        """The shots asked for task `name` (None: the task's own)."""
+        if isinstance(self.num_fewshot, Mapping):
+            return self.num_fewshot.get(name)
+        return self.num_fewshot
+
     def shots(self) -> dict[str, int]:
         """The number of shots each task runs with."""
-        return {n: t.spec.num_fewshot if self.num_fewshot is None else self.num_fewshot for n, t in self.tasks.items()}
+        out = {}
+        for n, t in self.tasks.items():
+            asked = self.shots_for(n)
+            out[n] = t.spec.num_fewshot if asked is None else asked
+        return out
 
     def run(self) -> dict[str, TaskResult]:
         """Evaluate every task in order; the primary process returns their results (the others an empty dict)."""
@@ -89,7 +103,7 @@ class Evaluator:
 
     def _run_task(self, name: str, task: Task, open_sandbox: Callable[[], Any]) -> TaskResult | None:
         started = time.perf_counter()
-        items = task.build_items(limit=self.limit, num_fewshot=self.num_fewshot)
+        items = task.build_items(limit=self.limit, num_fewshot=self.shots_for(name))
         requests = [r for item in items for r in item.requests]
         runs: dict[int, list[Any]] = {}  # code tasks: item index -> futures of its programs' executions
         on_generated = None
@@ -125,7 +139,7 @@ class Evaluator:
             "origin": task.spec.origin,
             "output_type": task.spec.output_type,
             **task.spec.declarations(),
-            "fewshot": task.fewshot_info(self.num_fewshot),
+            "fewshot": task.fewshot_info(self.shots_for(name)),
             "num_items": len(items),
             "num_requests": len(requests),
             "num_truncated_requests": n_truncated,

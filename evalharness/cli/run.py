@@ -73,7 +73,8 @@ def main(args: argparse.Namespace) -> int:
     if args.suite:
         suite = registry.suite_spec(args.suite)
         if num_fewshot is None:
-            num_fewshot = suite.num_fewshot  # the suite's shots (e.g. mpt-table: zero-shot as the MPT-7B table)
+            shots = suite.num_fewshot  # the suite's shots (e.g. mpt-table: zero-shot as the MPT-7B table)
+            num_fewshot = dict(shots) if isinstance(shots, dict) else shots
         extra = {"suite": suite.name, "suite_absent": list(suite.absent)}
         if suite.absent and is_main_process():
             print(f"suite {suite.name}: no data here for {', '.join(suite.absent)} (not run)", file=sys.stderr)

@@ -30,13 +30,13 @@ SUITE_FIELDS = frozenset({"tasks", "num_fewshot", "absent", "description"})
 
 @dataclass(frozen=True)
 class SuiteSpec:
-    """A named group of tasks. num_fewshot: shots for every task when the suite is run (None: each task's own;
-    --num-fewshot overrides it). absent: benchmarks the suite stands for whose data is not available, so runs and
-    reports can say what is missing."""
+    """A named group of tasks. num_fewshot: shots for every task when the suite is run, or a mapping task -> shots
+    (tasks not named keep their own); None: each task's own; --num-fewshot overrides it. absent: benchmarks the
+    suite stands for whose data is not available, so runs and reports can say what is missing."""
 
     name: str
     tasks: tuple[str, ...]
-    num_fewshot: int | None = None
+    num_fewshot: int | dict[str, int] | None = None
     absent: tuple[str, ...] = ()
     description: str = ""
 
@@ -54,8 +54,13 @@ def _parse_suite(name: str, raw: Any, where: Path) -> SuiteSpec:
         if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
             raise ConfigError(f"{where}: suite {name!r}: field {field_name!r}: expected a list of task names")
     shots = raw.get("num_fewshot")
-    if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 0):
-        raise ConfigError(f"{where}: suite {name!r}: field 'num_fewshot': expected an integer >= 0, got {shots!r}")
+    values = list(shots.values()) if isinstance(shots, dict) else [shots]
+    if shots is not None and any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in values):
+        raise ConfigError(f"{where}: suite {name!r}: field 'num_fewshot': expected an integer >= 0 or a mapping "
+                          f"task -> integer >= 0, got {shots!r}")
+    if isinstance(shots, dict) and set(shots) - set(tasks):
+        raise ConfigError(f"{where}: suite {name!r}: field 'num_fewshot' names task(s) not in the suite: "
+                          f"{sorted(set(shots) - set(tasks))}")
     return SuiteSpec(name, tuple(tasks), shots, tuple(absent), str(raw.get("description", "")))
 
 

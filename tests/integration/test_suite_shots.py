@@ -48,3 +48,22 @@ def test_suite_shots_and_absent_benchmarks(tmp_path, data_dir, monkeypatch):
     assert again.returncode == 0, again.stderr
     res = json.loads((tmp_path / "again" / "results.json").read_text())
     assert res["tasks"]["winograd"]["fewshot"]["num_fewshot"] == 1 and res["tasks"]["copa"]["fewshot"]["num_fewshot"] == 1
+
+
+def test_per_task_suite_shots(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", f"{REPO}{os.pathsep}{REPO / 'tests'}")
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "suites.yaml").write_text("some:\n  num_fewshot: {copa: 2}\n  tasks: [copa, winograd]\n")
+    proc = cli("run", "--backend", "support.toy_backend:toy", "--include-path", str(folder), "--suite", "some",
+               "--limit", "2", "--output-dir", str(tmp_path / "out"), cwd=tmp_path, data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    # copa at the suite's 2 shots, winograd at its own 3
+    assert res["config"]["num_fewshot"] == {"copa": 2, "winograd": 3}
+    assert res["tasks"]["copa"]["fewshot"]["num_fewshot"] == 2 and res["tasks"]["winograd"]["fewshot"]["num_fewshot"] == 3
+    bad = folder / "suites.yaml"
+    bad.write_text("some:\n  num_fewshot: {piqa: 2}\n  tasks: [copa]\n")
+    err = cli("run", "--backend", "support.toy_backend:toy", "--include-path", str(folder), "--suite", "some",
+              cwd=tmp_path, data_dir=data_dir)
+    assert err.returncode == 2 and "field 'num_fewshot' names task(s) not in the suite: ['piqa']" in err.stderr

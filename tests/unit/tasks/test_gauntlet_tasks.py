@@ -48,12 +48,15 @@ def test_gauntlet_suite_is_v03_minus_the_absent_files(registry, gauntlet):
     suite = registry.suite_spec("gauntlet")
     assert set(suite.tasks) == set(gauntlet) - ABSENT and len(suite.tasks) == 28
     assert set(suite.absent) == ABSENT
-    assert suite.num_fewshot is None  # each task at its own (gauntlet) shots
+    # each task at its own shots, except the two earlier tasks whose own default is zero-shot
+    assert suite.num_fewshot == {"jeopardy": 3, "mmlu": 5}
 
 
 def test_every_gauntlet_task_has_the_gauntlets_settings(registry, gauntlet, icl_tasks):
+    suite_shots = registry.suite_spec("gauntlet").num_fewshot
     for name in registry.suite("gauntlet"):
         spec, ref, icl = registry.get(name), gauntlet[name], icl_tasks[name]
+        assert suite_shots.get(name, spec.num_fewshot) == ref["num_fewshot"], name  # the shots the suite runs
         assert spec.category == ref["category"], name
         assert spec.baseline == pytest.approx(ref["random_baseline"]), name
         assert spec.output_type == icl["icl_task_type"], name
