@@ -137,3 +137,18 @@ def test_svamp_shot_layout(registry, data_dir):
         r = by_context[context]
         assert answer == f"{r['chain_of_thought']}The answer is {r['answer']}"
     assert item.gold == (rows[0]["answer"],)
+
+
+def test_docs_tasks_table_lists_every_task(registry):
+    """docs/tasks.md has one row per shipped task with the task file's shots, headline, category and baseline."""
+    rows = {}
+    for line in (REPO / "docs" / "tasks.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 9 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = cells
+    assert set(rows) == set(registry.specs)
+    for name, spec in registry.specs.items():
+        _, _, _, fmt, shots, headline, category, baseline, _ = rows[name]
+        assert int(shots) == spec.num_fewshot and headline == f"`{spec.headline_metric}`", name
+        assert category == spec.category.replace("_", " ") and float(baseline) == spec.baseline, name
+        assert fmt == ("LLM Foundry" if spec.llm_foundry else "evalharness"), name
