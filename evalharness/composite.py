@@ -163,7 +163,8 @@ def compute(definition: CompositeDefinition, scores: Mapping[str, float], declar
             continue
         have = (shots or {}).get(name, need)
         if need is not None and have != need:
-            absent[name] = f"ran at {have} shots; the composite needs {need}"
+            ran = "shots not recorded" if have is None else f"ran at {have} shots"
+            absent[name] = f"{ran}; the composite needs {need}"
             continue
         value = float(scores[name])
         used[name] = BenchmarkScore(name, decl.category, value, decl.baseline,
@@ -292,6 +293,7 @@ def declarations_for(definition: CompositeDefinition, task_declarations: Mapping
     return out
 
 
+@cache
 def shipped_task_declarations() -> dict[str, Declaration]:
     """Category and baseline of every shipped task that declares both."""
     from .tasks import TaskRegistry
