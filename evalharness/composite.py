@@ -337,6 +337,10 @@ def run_composite(tasks: Mapping[str, Mapping[str, Any]], results: Mapping[str, 
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             scores[task] = float(value)
             metrics[task] = key
+            harnesses = ((info.get("metrics") or {}).get(headline) or {}).get("harnesses")
+            if harnesses is not None and "llm-foundry" not in harnesses:
+                notes.append(f"{task}: {headline} reproduces {'/'.join(harnesses) or 'no published harness'}, "
+                             f"not LLM Foundry's protocol for this benchmark")
         fewshot = (info.get("fewshot") or {}).get("num_fewshot")
         shots[task] = fewshot if isinstance(fewshot, int) else None
     decls = declarations_for(definition, {**shipped_task_declarations(), **declared})

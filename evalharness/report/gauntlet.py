@@ -37,6 +37,7 @@ class GauntletTable:
     protocol: str  # the composite the table ranks
     footnotes: list[str]
     rule: str
+    notes: list[str]  # what the runs' composite records note (e.g. a benchmark scored under another protocol)
 
     def cell(self, row: str, column: str) -> pd.Series:
         c = self.cells
@@ -69,6 +70,7 @@ def build_gauntlet(runs: list[Run], references: list[Reference] = (), compare: l
     columns = list(dict.fromkeys([*default.categories, *published.categories])) + [AVERAGE]
     cells: list[dict[str, Any]] = []
     rows: list[tuple[str, str, str]] = []
+    notes = [f"{run.label}: {note}" for run, rec in records for note in rec.get("notes", [])]
     for run, rec in records:
         total = sum(len(c["benchmarks"]) + len(c["absent"]) for c in rec["categories"].values())
         rows.append((run.label, "run", f"{default.name}, {len(rec['benchmarks'])} of {total} benchmarks"))
@@ -95,7 +97,7 @@ def build_gauntlet(runs: list[Run], references: list[Reference] = (), compare: l
     frame["comparable"] = (frame.reason == "") & frame.value.notna()
     frame["best"] = _best(frame)
     frame["footnote"], footnotes = _footnotes(frame)
-    return GauntletTable(frame[CELL_COLUMNS], rows, columns, ranked.title, footnotes, ranked.describe_rule())
+    return GauntletTable(frame[CELL_COLUMNS], rows, columns, ranked.title, footnotes, ranked.describe_rule(), notes)
 
 
 def _run_cells(label: str, rec: dict[str, Any], name: str, columns: list[str]) -> list[dict[str, Any]]:
@@ -164,6 +166,8 @@ def to_markdown(table: GauntletTable) -> str:
     if table.footnotes:
         out += ["", "Not comparable with the table's composite (not ranked):"]
         out += [f"[{i}] {text}" for i, text in enumerate(table.footnotes, 1)]
+    if table.notes:
+        out += ["", "Notes on our runs' composites:"] + [f"- {n}" for n in table.notes]
     refs = table.cells[(table.cells.kind == "reference") & table.cells.value.notna()]
     if not refs.empty:
         out += ["", "Published composites, from:"]

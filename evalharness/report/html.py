@@ -209,7 +209,7 @@ def _gauntlet_view(table: GauntletTable | None) -> dict[str, Any] | None:
     sources = [{"source": source, "covers": ", ".join(dict.fromkeys(group.row))}
                for source, group in refs.groupby("source", sort=False)]
     return {"columns": table.columns, "rows": rows, "protocol": table.protocol, "rule": table.rule,
-            "footnotes": table.footnotes, "sources": sources}
+            "footnotes": table.footnotes, "sources": sources, "notes": table.notes}
 
 
 def render_leaderboard(comp: Comparison, runs: list[Run], *, samples_per_task: int = 3,

@@ -204,7 +204,8 @@ def _task(shots: int, category: str, baseline: float, headline: str = "acc", sub
 
 def test_a_runs_composite_uses_headlines_declarations_and_shots():
     tasks = {"jeopardy": _task(3, "world_knowledge", 0.0, "acc", "macro"),
-             "mmlu": _task(5, "world_knowledge", 0.25, "acc", "micro"),
+             "mmlu": {**_task(5, "world_knowledge", 0.25, "acc", "micro"),
+                      "metrics": {"acc": {"harnesses": ["lm-eval"]}}},
              "piqa": _task(3, "commonsense_reasoning", 0.5, "acc_token"),  # v0.3 needs 0 shots
              "hellaswag": _task(0, "language_understanding", 0.25, "acc_token"),
              "lambada_openai": _task(0, "language_understanding", 0.0),
@@ -216,6 +217,8 @@ def test_a_runs_composite_uses_headlines_declarations_and_shots():
     assert out is not None and out.definition.name == "gauntlet-v0.3"
     assert out.benchmarks["mmlu"].score == 0.43 and out.benchmarks["mmlu"].metric == "acc_macro"
     assert out.benchmarks["mmlu"].rescaled == pytest.approx((0.43 - 0.25) / 0.75, abs=1e-12)
+    assert out.notes == ("mmlu: acc_macro (the mean over subsets, as LLM Foundry averages subcategories)",
+                         "mmlu: acc reproduces lm-eval, not LLM Foundry's protocol for this benchmark")
     assert out.absent["piqa"] == "ran at 3 shots; the composite needs 0"
     assert "humaneval" not in out.benchmarks and "humaneval" not in out.absent
     # no category is complete (winograd, winogrande absent from language_understanding) ...
