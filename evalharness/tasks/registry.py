@@ -2,7 +2,8 @@
 
 A task folder holds task YAMLs (`*.yaml`), optionally a `suites.yaml` (name -> list of tasks, or a mapping with
 `tasks`, `num_fewshot` (the suite's shots for every task), `absent` (benchmarks of the suite's source that have no
-data here) and `description`) and the template
+data here) and `description`), the shipped one a `composites.yaml` (composite scores: evalharness/composite.py),
+and the template
 files its specs name (in the folder itself or in its `prompts/` subfolder). Folders come from
 `--include-path DIR` (repeatable), `evaluate(..., task_paths=[...])` and `EVALHARNESS_TASKS_PATH` (folders
 separated by the OS path separator, ':' on Linux). A task or suite name defined twice is an error naming both files.
@@ -25,6 +26,7 @@ from .spec import TaskSpec, parse_task_spec
 
 TASKS_PATH_ENV = "EVALHARNESS_TASKS_PATH"
 SUITES_FILE = "suites.yaml"
+COMPOSITES_FILE = "composites.yaml"  # composite definitions (evalharness/composite.py), not a task
 SUITE_FIELDS = frozenset({"tasks", "num_fewshot", "absent", "description"})
 
 
@@ -108,7 +110,7 @@ class TaskRegistry:
 
     def _load_folder(self, folder: Path, origin: str, templates: tuple[str, ...]) -> None:
         for path in sorted(folder.glob("*.yaml")):
-            if path.name == SUITES_FILE:
+            if path.name in (SUITES_FILE, COMPOSITES_FILE):
                 continue
             spec = parse_task_spec(_load_yaml(path), str(path), origin)
             spec = dataclasses.replace(spec, template_dirs=templates)
