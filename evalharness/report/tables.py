@@ -72,12 +72,13 @@ def row_protocols(runs: list[Run], metrics: dict[str, str] | None = None) -> dic
             metric, aggregate = split_metric_key(key)
             aggregate = aggregate or declared.subset_average
             out[task] = Protocol(metric, aggregate, run.num_fewshot(task), declared.harnesses_of(metric),
-                                 declared.is_higher_better(metric))
+                                 declared.is_higher_better(metric), run.prompt_format(task))
     return out
 
 
 def _run_cells(run: Run, task: str, row: Protocol) -> list[dict]:
-    proto = Protocol(row.metric, row.aggregate, run.num_fewshot(task), row.harnesses)
+    proto = Protocol(row.metric, row.aggregate, run.num_fewshot(task), row.harnesses,
+                     prompt_format=run.prompt_format(task))
     base = {"task": task, "column": run.label, "kind": "run", "model": run.label, "metric": row.metric,
             "aggregate": row.aggregate, "num_fewshot": proto.num_fewshot, "harness": "/".join(sorted(row.harnesses)),
             "reason": "; ".join(differences(row, proto)), "note": "", "source": ""}
@@ -211,7 +212,8 @@ def to_markdown(comp: Comparison, runs: list[Run] = (), *, subsets: bool = False
     for task in comp.tasks:
         p = comp.protocols[task]
         metric = p.metric + (f" ({p.aggregate})" if p.aggregate else "")
-        lines.append([task, metric, str(p.num_fewshot), "/".join(sorted(p.harnesses))]
+        protocol = "/".join(sorted(p.harnesses)) + (f", {p.prompt_format}" if p.prompt_format else "")
+        lines.append([task, metric, str(p.num_fewshot), protocol]
                      + [_md_cell_at(comp, task, label) for label in labels])
     out = _md_table(["task", "metric", "shots", "protocol", *labels], lines, len(labels))
     for task in comp.tasks if subsets else []:
