@@ -25,7 +25,7 @@ class RunConfig:
     model: str
     tasks: tuple[str, ...]
     limit: int | None = None
-    num_fewshot: int | None = None
+    num_fewshot: int | dict[str, int] | None = None  # every task's shots, or per task (others keep their own)
     batch_size: int = 16
     dtype: str | None = None
     device: str | None = None
@@ -53,7 +53,8 @@ class RunConfig:
             raise ConfigError("no tasks given: pass --tasks a,b or --suite NAME")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be a positive number of items, got {self.limit}")
-        if self.num_fewshot is not None and self.num_fewshot < 0:
+        shots = self.num_fewshot.values() if isinstance(self.num_fewshot, dict) else [self.num_fewshot]
+        if any(k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 0) for k in shots):
             raise ConfigError(f"--num-fewshot must be >= 0, got {self.num_fewshot}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -40,7 +41,7 @@ def check_capabilities(backend: Backend, tasks: dict[str, Task]) -> None:
 
     caps = backend.capabilities
     for name, task in tasks.items():
-        generates = task.spec.output_type == "generation"
+        generates = task.spec.generates
         if generates and not caps.generate or not generates and not caps.loglikelihood:
             kind = "generation" if generates else "log-likelihood"
             raise ConfigError(f"task {name!r} needs {kind} requests, which backend {backend.name!r} does not answer")
@@ -51,11 +52,14 @@ def check_capabilities(backend: Backend, tasks: dict[str, Task]) -> None:
 
 
 class Evaluator:
-    """Runs tasks through a backend. `primary`: this process scores and writes (rank 0, or a single process)."""
+    """Runs tasks through a backend. `primary`: this process scores and writes (rank 0, or a single process).
+
+    num_fewshot: shots for every task, or per task name (tasks not named keep their own); None: each task's own.
+    """
 
     def __init__(self, backend: Backend, tasks: dict[str, Task], *, limit: int | None = None,
-                 num_fewshot: int | None = None, primary: bool = True, output_dir: Path | None = None,
-                 show_progress: bool = False, allow_code_execution: bool = False,
+                 num_fewshot: int | Mapping[str, int] | None = None, primary: bool = True,
+                 output_dir: Path | None = None, show_progress: bool = False, allow_code_execution: bool = False,
                  prompt_format: PromptFormat | None = None) -> None:
         self.backend = backend
         self.prompt_format = prompt_format or PromptFormat()
@@ -67,9 +71,19 @@ class Evaluator:
         self.show_progress = show_progress and primary
         self.allow_code_execution = allow_code_execution
 
+    def shots_for(self, name: str) -> int | None:
+        """The shots asked for task `name` (None: the task's own)."""
+        if isinstance(self.num_fewshot, Mapping):
+            return self.num_fewshot.get(name)
+        return self.num_fewshot
+
     def shots(self) -> dict[str, int]:
         """The number of shots each task runs with."""
-        return {n: t.spec.num_fewshot if self.num_fewshot is None else self.num_fewshot for n, t in self.tasks.items()}
+        out = {}
+        for n, t in self.tasks.items():
+            asked = self.shots_for(n)
+            out[n] = t.spec.num_fewshot if asked is None else asked
+        return out
 
     def run(self) -> dict[str, TaskResult]:
         """Evaluate every task in order; the primary process returns their results (the others an empty dict)."""
@@ -92,7 +106,7 @@ class Evaluator:
 
     def _run_task(self, name: str, task: Task, open_sandbox: Callable[[], Any]) -> TaskResult | None:
         started = time.perf_counter()
-        items = task.build_items(limit=self.limit, num_fewshot=self.num_fewshot, prompt_format=self.prompt_format)
+        items = task.build_items(limit=self.limit, num_fewshot=self.shots_for(name), prompt_format=self.prompt_format)
         requests = [r for item in items for r in item.requests]
         runs: dict[int, list[Any]] = {}  # code tasks: item index -> futures of its programs' executions
         on_generated = None
@@ -128,7 +142,7 @@ class Evaluator:
             "origin": task.spec.origin,
             "output_type": task.spec.output_type,
             **task.spec.declarations(),
-            "fewshot": task.fewshot_info(self.num_fewshot),
+            "fewshot": task.fewshot_info(self.shots_for(name)),
             **({} if self.prompt_format.is_plain else {"prompt_format": self.prompt_format.to_dict()}),
             "num_items": len(items),
             "num_requests": len(requests),

@@ -64,6 +64,15 @@ class EvalResults:
         """task -> metrics (results.json's "results")."""
         return {name: t.metrics for name, t in self.tasks.items()}
 
+    @property
+    def composites(self) -> dict[str, dict[str, Any]]:
+        """results.json's "composites": the default composite (LLM Foundry's gauntlet v0.3,
+        tasks/composites.yaml) when one of the run's tasks is among its benchmarks, else empty."""
+        from .composite import run_composite
+
+        out = run_composite({n: t.info for n, t in self.tasks.items()}, self.results)
+        return {out.definition.name: out.to_dict()} if out is not None else {}
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
@@ -75,6 +84,7 @@ class EvalResults:
             "groups": {n: t.subsets for n, t in self.tasks.items() if t.subsets},
             "tasks": {n: t.info for n, t in self.tasks.items()},
             "data": {n: t.data for n, t in self.tasks.items()},
+            "composites": self.composites,
             "versions": self.versions,
             "scoring_version": self.scoring_version,
             "eval_seconds": self.eval_seconds,
@@ -153,4 +163,46 @@ def format_table(results: EvalResults) -> str:
         for (value, se), names in same.items():
             se_txt = f"{se:.4f}" if se is not None else "-"
             rows.append(f"| {task} | {' = '.join(names)} | {value:.4f} | {se_txt} | {t.metrics.get('n', '')} |")
+    for record in results.composites.values():
+        rows += ["", *format_composite(record)]
     return "\n".join(rows)
+
+
+def format_composite(record: dict[str, Any]) -> list[str]:
+    """A composite record (results.json's composites.<name>) as markdown lines: each category and average, the
+    benchmarks it used and those absent, and what the absence means."""
+    cats = record["categories"]
+    total = sum(len(c["benchmarks"]) + len(c["absent"]) for c in cats.values())
+    head = f"{record['title']}: {len(record['benchmarks'])} of {total} benchmarks"
+    if all(c["value"] is None for c in cats.values()):  # nothing to show but absences: one line
+        return [f"{head}; no category complete, so no composite (results.json 'composites' lists what is absent)"]
+    out = [head + (f"; absent: {_absent_text(record)}" if record["absent"] else ""),
+           "", "| composite | value | benchmarks used | absent |", "|---|---:|---|---|"]
+    for name, c in cats.items():
+        value = _composite_value(c["value"], c["present_mean"], len(c["benchmarks"]), len(c["absent"]))
+        out.append(f"| {name} | {value} | {', '.join(c['benchmarks']) or '-'} | {', '.join(c['absent']) or '-'} |")
+    for name, a in record["averages"].items():
+        value = "—" if a["value"] is None else f"{a['value']:.4f}"
+        left_out = [c for c in a["categories"] if c not in a["categories_used"]]
+        out.append(f"| {name} | {value} | {len(a['categories_used'])} of {len(a['categories'])} categories | "
+                   f"{', '.join(left_out) or '-'} |")
+    if record["absent"]:
+        out += ["", f"Absent benchmarks: {record['rule']['missing_means']}."]
+    out += [f"Note: {n}" for n in record.get("notes", [])]
+    return out
+
+
+def _composite_value(value: float | None, present: float | None, used: int, absent: int) -> str:
+    if value is not None:
+        return f"{value:.4f}"
+    if present is None:
+        return "—"
+    return f"— (mean of the {used} present: {present:.4f})"
+
+
+def _absent_text(record: dict[str, Any]) -> str:
+    reasons: dict[str, list[str]] = {}
+    for name, why in record["absent"].items():
+        reasons.setdefault(why, []).append(name)
+    return "; ".join(f"{len(names)} without a result" if why == "no result" else f"{', '.join(names)} ({why})"
+                     for why, names in reasons.items())

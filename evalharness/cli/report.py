@@ -9,7 +9,8 @@ from typing import Any
 
 def add_parser(sub: Any) -> None:
     rp = sub.add_parser("report", help="compare runs with each other and with published scores (markdown, CSV or HTML)")
-    rp.add_argument("results", nargs="+", help="results.json files, or the folders that hold them")
+    rp.add_argument("results", nargs="*", help="results.json files, or the folders that hold them (none: published "
+                    "models only, with --layout)")
     rp.add_argument("--compare", help="published models to add as columns, comma-separated (e.g. llama-7b,falcon-7b,gpt3-175b)")
     rp.add_argument("--reference", action="append", default=[], metavar="FILE",
                     help="your own reference scores CSV, added to the shipped ones (repeatable)")
@@ -19,13 +20,17 @@ def add_parser(sub: Any) -> None:
     rp.add_argument("--output", "-o", help="write to this file instead of standard output")
     rp.add_argument("--subsets", action="store_true", help="md: add per-subject/category tables (csv and html always have them)")
     rp.add_argument("--samples", type=int, default=3, help="html: items shown per task and run (default 3)")
+    rp.add_argument("--layout", help="a table shape: mpt-7b-table (its twelve tasks vs MPT-7B, LLaMA-7B, Falcon-7B), "
+                    "mpt-30b-vs-gpt3 (nine GPT-3 paper tasks vs MPT-30B, GPT-3 175B), gauntlet (models x LLM "
+                    "Foundry gauntlet categories and average; every published model unless --compare)")
 
 
 def main(args: argparse.Namespace) -> int:
     from ..report import report
 
     text = report(args.results, output=args.output, compare=args.compare, references=args.reference,
-                  metrics=args.metric, fmt=args.format, subsets=args.subsets, samples=args.samples)
+                  metrics=args.metric, fmt=args.format, subsets=args.subsets, samples=args.samples,
+                  layout=args.layout)
     if args.output:
         print(f"wrote {args.output}")
     else:

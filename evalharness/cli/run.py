@@ -24,7 +24,7 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--include-path", action="append", default=[], metavar="DIR",
                    help="a folder of your own task YAMLs (and their templates) (repeatable; also $EVALHARNESS_TASKS_PATH)")
     g.add_argument("--limit", type=int, help="only the first N items of each task (of each MMLU subject)")
-    g.add_argument("--num-fewshot", type=int, help="number of in-context examples (default: each task's own)")
+    g.add_argument("--num-fewshot", type=int, help="number of in-context examples (default: the suite's if it sets one, else each task's)")
     g.add_argument("--data-dir", help="benchmark data folder (default: $EVALHARNESS_DATA_DIR)")
     g.add_argument("--output-dir", help="where results.json and samples_<task>.jsonl go (default: results/<model>_<time>)")
     g.add_argument("--resume", action="store_true",
@@ -81,6 +81,15 @@ def main(args: argparse.Namespace) -> int:
 
     registry = TaskRegistry(include_paths=args.include_path)
     names = registry.resolve(args.tasks, args.suite)
+    num_fewshot, extra = args.num_fewshot, {}
+    if args.suite:
+        suite = registry.suite_spec(args.suite)
+        if num_fewshot is None:
+            shots = suite.num_fewshot  # the suite's shots (e.g. mpt-table: zero-shot as the MPT-7B table)
+            num_fewshot = dict(shots) if isinstance(shots, dict) else shots
+        extra = {"suite": suite.name, "suite_absent": list(suite.absent)}
+        if suite.absent and is_main_process():
+            print(f"suite {suite.name}: no data here for {', '.join(suite.absent)} (not run)", file=sys.stderr)
     if args.nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
     output_dir = args.output_dir
@@ -93,12 +102,12 @@ def main(args: argparse.Namespace) -> int:
         output_dir = str(found)
         print(f"resuming in {output_dir}", file=sys.stderr)
     config = RunConfig(
-        model=args.model, tasks=names, limit=args.limit, num_fewshot=args.num_fewshot, batch_size=args.batch_size,
+        model=args.model, tasks=names, limit=args.limit, num_fewshot=num_fewshot, batch_size=args.batch_size,
         dtype=args.dtype, device=args.device, max_seq_len=args.max_seq_len, output_dir=output_dir,
         data_dir=args.data_dir, threads=args.threads, trust_remote_code=args.trust_remote_code,
         use_cache=not args.no_cache, allow_code_execution=args.allow_code_execution, fsdp=args.fsdp,
         dist_timeout=args.dist_timeout, backend=args.backend, backend_options=parse_option_pairs(args.backend_option),
-        include_paths=tuple(args.include_path), compare=tuple(parse_list(args.compare)),
+        include_paths=tuple(args.include_path), compare=tuple(parse_list(args.compare)), extra=extra,
         add_bos_token=args.add_bos_token, chat_template=args.apply_chat_template,
         system_instruction=args.system_instruction, fewshot_as_multiturn=args.fewshot_as_multiturn,
     )

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from evalharness.data.hellaswag import HellaSwagDoc, load_hellaswag
-from evalharness.data.icl_jsonl import LMDoc, MCDoc, load_language_modeling, load_multiple_choice
+from evalharness.data.icl_jsonl import (
+    LMDoc,
+    MCDoc,
+    QADoc,
+    SchemaDoc,
+    load_generation_with_answers,
+    load_language_modeling,
+    load_multiple_choice,
+    load_schema,
+)
 from evalharness.data.locate import DATA_DIR_ENV, data_file, resolve_data_dir
 from evalharness.data.mmlu import MMLU_SPLITS, MMLU_SUBJECTS, MMLUDoc, load_mmlu_subject
 
@@ -15,10 +24,14 @@ __all__ = [
     "MMLUDoc",
     "MMLU_SPLITS",
     "MMLU_SUBJECTS",
+    "QADoc",
+    "SchemaDoc",
     "data_file",
+    "load_generation_with_answers",
     "load_hellaswag",
     "load_language_modeling",
     "load_mmlu_subject",
     "load_multiple_choice",
+    "load_schema",
     "resolve_data_dir",
 ]

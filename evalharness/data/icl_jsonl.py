@@ -1,4 +1,4 @@
-"""Loaders for LLM Foundry ICL jsonl files (language modeling and multiple choice).
+"""Loaders for LLM Foundry ICL jsonl files (language modeling, multiple choice, schema, generation with answers).
 
 File rules (shared with the HellaSwag loader):
 - UTF-8, one JSON object per line; a UTF-8 byte-order mark at the start is ignored.
@@ -20,8 +20,12 @@ from evalharness.errors import DataError, DataFileNotFound
 __all__ = [
     "LMDoc",
     "MCDoc",
+    "QADoc",
+    "SchemaDoc",
+    "load_generation_with_answers",
     "load_language_modeling",
     "load_multiple_choice",
+    "load_schema",
     "read_bytes",
     "iter_json_objects",
     "get_str",
@@ -54,6 +58,30 @@ class MCDoc:
     query: str
     choices: tuple[str, ...]
     gold: int
+    category: str | None
+
+
+@dataclass(frozen=True)
+class SchemaDoc:
+    """A schema row (LLM Foundry): `continuation` is scored after each of `context_options`; `gold` is the right one."""
+
+    context_options: tuple[str, ...]
+    continuation: str
+    gold: int
+    category: str | None
+
+
+@dataclass(frozen=True)
+class QADoc:
+    """A generation-with-answers row (LLM Foundry): the model answers `context`; `answer` or any of `aliases` is right.
+
+    chain_of_thought: the worked solution shown before the answer in few-shot examples ("" when the file has none).
+    """
+
+    context: str
+    answer: str
+    aliases: tuple[str, ...]
+    chain_of_thought: str
     category: str | None
 
 
@@ -239,6 +267,42 @@ def load_multiple_choice(path: str | Path) -> list[MCDoc]:
         gold = check_index(path, line, "gold", get_int(path, line, obj, "gold"), len(choices), "choices")
         category = get_optional_str(path, line, obj, "category")
         docs.append(MCDoc(query, choices, gold, category))
+    if not docs:
+        raise no_rows_error(path)
+    return docs
+
+
+def load_schema(path: str | Path) -> list[SchemaDoc]:
+    """Rows `{"context_options": [non-empty str, ...], "continuation": non-empty str, "gold": int index, "category"?: str}`."""
+    path = Path(path)
+    docs = []
+    for line, obj in iter_json_objects(path):
+        options = get_str_list(path, line, obj, "context_options")
+        continuation = get_str(path, line, obj, "continuation", allow_empty=False)
+        gold = check_index(path, line, "gold", get_int(path, line, obj, "gold"), len(options), "context options")
+        category = get_optional_str(path, line, obj, "category")
+        docs.append(SchemaDoc(options, continuation, gold, category))
+    if not docs:
+        raise no_rows_error(path)
+    return docs
+
+
+def load_generation_with_answers(path: str | Path) -> list[QADoc]:
+    """Rows `{"context": str, "answer": str, "aliases"?: [str, ...], "chain_of_thought"?: str, "category"?: str}`."""
+    path = Path(path)
+    docs = []
+    for line, obj in iter_json_objects(path):
+        context = get_str(path, line, obj, "context")
+        answer = get_str(path, line, obj, "answer")
+        aliases: tuple[str, ...] = ()
+        if obj.get("aliases") is not None:
+            if obj["aliases"] == []:
+                aliases = ()
+            else:
+                aliases = get_str_list(path, line, obj, "aliases")
+        cot = get_optional_str(path, line, obj, "chain_of_thought") or ""
+        category = get_optional_str(path, line, obj, "category")
+        docs.append(QADoc(context, answer, aliases, cot, category))
     if not docs:
         raise no_rows_error(path)
     return docs

@@ -2,8 +2,10 @@
 
 from .functions import (
                         MC_METRICS,
+                        AnswerRule,
                         MetricValue,
                         exact_match,
+                        llm_foundry_normalize,
                         lm_acc,
                         macro_mean,
                         mc_predictions,
@@ -16,7 +18,7 @@ from .functions import (
 from .registry import AGGREGATIONS, Aggregation, Metric, Outcome, get_metric, metric_names, register_metric
 
 __all__ = [
-    "AGGREGATIONS", "Aggregation", "MC_METRICS", "Metric", "MetricValue", "Outcome", "exact_match", "get_metric",
-    "lm_acc", "macro_mean", "mc_predictions", "mc_scores", "mean_with_stderr", "metric_names", "micro_mean",
+    "AGGREGATIONS", "Aggregation", "AnswerRule", "MC_METRICS", "Metric", "MetricValue", "Outcome", "exact_match", "get_metric",
+    "llm_foundry_normalize", "lm_acc", "macro_mean", "mc_predictions", "mc_scores", "mean_with_stderr", "metric_names", "micro_mean",
     "normalize_answer", "perplexity", "register_metric",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -167,3 +168,53 @@ def normalize_answer(text: str) -> str:
 def exact_match(prediction: str, gold: str) -> float:
     """1.0 when the normalised prediction equals the normalised gold answer."""
     return 1.0 if normalize_answer(prediction) == normalize_answer(gold) else 0.0
+
+
+# --- LLM Foundry's generation-with-answers accuracy (InContextLearningGenerationExactMatchAccuracy) ---------------
+
+_LF_PUNCTUATION = frozenset(string.punctuation + "\u2018\u2019\u00b4`")
+
+
+def llm_foundry_normalize(text: str) -> str:
+    """LLM Foundry's answer normalisation (TriviaQA's): underscores to spaces, lower case, each ASCII punctuation
+    character (and the quotes ‘ ’ ´) to a space, the words a/an/the to a space, whitespace collapsed.
+
+    Unlike `normalize_answer`, non-ASCII punctuation (e.g. an em dash) is kept, as in LLM Foundry.
+    """
+    text = text.replace("_", " ").lower()
+    text = "".join(" " if ch in _LF_PUNCTUATION else ch for ch in text)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split()).strip()
+
+
+@dataclass(frozen=True)
+class AnswerRule:
+    """How a generated output becomes the answer that is matched (a task's LLM Foundry settings).
+
+    stop: the output is cut before the first stop sequence; cot_delimiter: then only what follows its last
+    occurrence is kept; normalize: LLM Foundry's normalisation of the answer and of every alias (else both are
+    only stripped of surrounding whitespace).
+    """
+
+    stop: tuple[str, ...] = ()
+    cot_delimiter: str = ""
+    normalize: bool = True
+
+    def extract(self, output: str) -> str:
+        """The answer part of an output, before normalisation."""
+        answer = output
+        if self.stop:
+            # LLM Foundry splits on '|'.join(stops) as a regular expression; escaped here (equal for its stops)
+            answer = re.split("|".join(re.escape(s) for s in self.stop), answer)[0]
+        if self.cot_delimiter:
+            answer = answer.split(self.cot_delimiter)[-1]
+        return answer
+
+    def clean(self, text: str) -> str:
+        return llm_foundry_normalize(text) if self.normalize else text.strip()
+
+    def correct(self, output: str, answers: Sequence[str]) -> float:
+        """1.0 when the cleaned answer starts with any cleaned accepted answer (LLM Foundry's rule: a prefix
+        match, so "paris france" matches "Paris"), else 0.0."""
+        cleaned = self.clean(self.extract(output))
+        return 1.0 if any(cleaned.startswith(self.clean(a)) for a in answers) else 0.0

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 from ..execution.passk import pass_at_k
 from ..requests import GenerateResult, LoglikelihoodResult
-from .functions import MetricValue, exact_match, lm_acc, mc_predictions, mean_with_stderr, perplexity
+from .functions import AnswerRule, MetricValue, exact_match, lm_acc, mc_predictions, mean_with_stderr, perplexity
 
 
 @dataclass(frozen=True)
@@ -23,15 +23,18 @@ class Outcome:
     """What one item's metrics are computed from.
 
     results: the backend's answers to the item's requests (one per choice for multiple choice).
-    gold: the gold choice index (multiple choice) or the gold text.
+    gold: the gold choice index (multiple choice, schema), the gold text, or every accepted answer (generation
+    with answers).
     choice_lengths: multiple choice: characters of each choice, without the target delimiter.
     executions: code tasks: each sample's execution result (with a `passed` attribute).
+    answer_rule: generation with answers: how the output is cut and normalised (the task's LLM Foundry settings).
     """
 
     results: tuple[LoglikelihoodResult | GenerateResult, ...]
-    gold: int | str
+    gold: int | str | tuple[str, ...]
     choice_lengths: tuple[int, ...] = ()
     executions: tuple[Any, ...] | None = None
+    answer_rule: AnswerRule | None = None
 
     @cached_property
     def choice_predictions(self) -> dict[str, int]:
@@ -97,7 +100,8 @@ def _choice(kind: str) -> Callable[[Outcome], int]:
 
 def _choice_metric(kind: str, description: str) -> Metric:
     predict = _choice(kind)
-    return Metric(kind, frozenset({"multiple_choice"}), lambda o: 1.0 if predict(o) == o.gold else 0.0,
+    types = {"multiple_choice", "schema"} if kind in ("acc", "acc_token") else {"multiple_choice"}
+    return Metric(kind, frozenset(types), lambda o: 1.0 if predict(o) == o.gold else 0.0,
                   predict=predict, description=description)
 
 
@@ -127,6 +131,22 @@ for _m in (
 LM_ACC = Metric("acc", frozenset({"language_modeling"}), lambda o: lm_acc(o.results[0]),  # type: ignore[arg-type]
                 description="language modelling: every continuation token is the greedy one")
 
+
+def _answers_match(o: Outcome) -> float:
+    rule = o.answer_rule or AnswerRule()
+    answers = o.gold if isinstance(o.gold, tuple) else (str(o.gold),)
+    return rule.correct(o.results[0].texts[0], answers)  # type: ignore[union-attr]
+
+
+# generation with answers' exact_match is LLM Foundry's (stop, CoT, its normalisation, any alias, prefix match)
+QA_EXACT_MATCH = Metric("exact_match", frozenset({"generation_task_with_answers"}), _answers_match,
+                        description="LLM Foundry's generation accuracy: the answer (after the stop sequences and the "
+                                    "chain-of-thought delimiter), normalised, starts with a normalised accepted answer")
+_BY_TYPE: dict[tuple[str, str], Metric] = {
+    ("acc", "language_modeling"): LM_ACC,
+    ("exact_match", "generation_task_with_answers"): QA_EXACT_MATCH,
+}
+
 _PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Metric]]] = [
     (re.compile(r"pass@([1-9][0-9]*)"), lambda m: _pass_at(int(m.group(1)))),
 ]
@@ -134,8 +154,8 @@ _PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Metric]]] = [
 
 def get_metric(name: str, output_type: str) -> Metric:
     """The metric `name` for tasks of `output_type`; KeyError with a hint when there is none."""
-    if name == "acc" and output_type == "language_modeling":
-        return LM_ACC
+    if (name, output_type) in _BY_TYPE:
+        return _BY_TYPE[(name, output_type)]
     metric = _METRICS.get(name)
     if metric is None:
         for pattern, make in _PATTERNS:

@@ -56,6 +56,11 @@ def from_results(task: str, info: dict[str, Any], metric_keys: list[str]) -> Tas
                             protocol=info.get("protocol") or "")
 
 
+def shipped_declarations(task: str) -> TaskDeclarations | None:
+    """The declarations of the shipped task `task` (None if there is none)."""
+    return _shipped(task)
+
+
 @cache
 def _shipped(task: str) -> TaskDeclarations | None:
     from ..errors import EvalHarnessError

@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..resources import resource_dir
 from .charts import bar_chart
+from .gauntlet import GauntletTable
 from .runs import Run
 from .tables import Comparison, format_value
 
@@ -188,10 +189,34 @@ def _sources(comp: Comparison) -> list[dict[str, str]]:
     return out
 
 
+def _gauntlet_view(table: GauntletTable | None) -> dict[str, Any] | None:
+    """The gauntlet section: models x categories and average, cells marked as in the leaderboard."""
+    if table is None:
+        return None
+    rows = []
+    for label, kind, what in table.rows:
+        cells = []
+        for column in table.columns:
+            c = table.cell(label, column)
+            missing = c.value != c.value
+            title = "; ".join(x for x in (c.reason, f"benchmarks: {c.benchmarks}" if c.benchmarks else "",
+                                          f"absent: {c.absent}" if c.absent else "", c.source) if x)
+            cells.append({"missing": missing, "text": "—" if missing else f"{c.value:.3f}", "stderr": "",
+                          "sort": "" if missing else repr(float(c.value)), "best": bool(c.best),
+                          "footnote": int(c.footnote), "title": title or ("no value" if missing else "")})
+        rows.append({"label": label, "kind": kind, "detail": what, "cells": cells})
+    refs = table.cells[(table.cells.kind == "reference") & table.cells.value.notna()]
+    sources = [{"source": source, "covers": ", ".join(dict.fromkeys(group.row))}
+               for source, group in refs.groupby("source", sort=False)]
+    return {"columns": table.columns, "rows": rows, "protocol": table.protocol, "rule": table.rule,
+            "footnotes": table.footnotes, "sources": sources, "notes": table.notes}
+
+
 def render_leaderboard(comp: Comparison, runs: list[Run], *, samples_per_task: int = 3,
-                       title: str = "evalharness leaderboard") -> str:
-    """The whole page as one string (no external resources)."""
+                       title: str = "evalharness leaderboard", gauntlet_table: GauntletTable | None = None) -> str:
+    """The whole page as one string (no external resources); with the gauntlet table when given."""
     return environment().get_template(TEMPLATE).render(
+        gauntlet=_gauntlet_view(gauntlet_table),
         title=title,
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         tasks=[{"name": t, "protocol": comp.protocols[t].describe()} for t in comp.tasks],

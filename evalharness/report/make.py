@@ -7,7 +7,11 @@ from typing import Any, Sequence
 
 from ..errors import ConfigError
 from ..results import atomic_write_text
+from .gauntlet import GauntletTable, build_gauntlet, gauntlet_models
+from .gauntlet import to_csv as gauntlet_csv
+from .gauntlet import to_markdown as gauntlet_markdown
 from .html import render_leaderboard
+from .layouts import GAUNTLET, get_layout
 from .references import check_models, load_references
 from .runs import Run, label_runs, load_runs
 from .tables import build_comparison, to_csv, to_markdown
@@ -48,14 +52,20 @@ def infer_format(fmt: str | None, output: str | Path | None) -> str:
 
 def render(runs: list[Run], *, compare: str | Sequence[str] | None = None, references: Sequence[str | Path] = (),
            metrics: str | Sequence[str] | dict[str, str] | None = None, fmt: str = "md", subsets: bool = False,
-           samples: int = 3) -> str:
-    """The comparison of `runs` with the `compare` models' published scores, as md, csv or html."""
+           samples: int = 3, layout: str | None = None) -> str:
+    """The comparison of `runs` with the `compare` models' published scores, as md, csv or html.
+
+    layout: a table shape from reports/layouts.yaml (its rows and published models; `compare` adds models), or
+    "gauntlet": models x gauntlet categories (the `compare` models, else every model with published composites).
+    """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")
-    if not runs:
-        raise ConfigError("a report needs at least one results.json")
+    table_layout = get_layout(layout) if layout else None
+    if not runs and not layout:
+        raise ConfigError("a report needs at least one results.json (or a --layout, for published models alone)")
     refs = load_references(list(references))
-    models = check_models(parse_list(compare), refs)
+    models = check_models([*(table_layout.compare if table_layout else ()), *parse_list(compare)], refs)
+    models = list(dict.fromkeys(models))
     overrides = metrics if isinstance(metrics, dict) else parse_metrics(metrics)
     for task, key in overrides.items():
         if not any(task in r.tasks for r in runs):
@@ -64,12 +74,31 @@ def render(runs: list[Run], *, compare: str | Sequence[str] | None = None, refer
             have = [k for r in runs for k in r.data["results"].get(task, {}) if not k.endswith("_stderr") and k != "n"]
             raise ConfigError(f"--metric {task}={key}: no run has metric {key!r} for {task} "
                               f"(available: {', '.join(dict.fromkeys(have))})")
-    comp = build_comparison(runs, refs, models, overrides)
+    if layout == GAUNTLET:
+        table = build_gauntlet(runs, refs, models or None)
+        if fmt == "md":
+            return gauntlet_markdown(table)
+        if fmt == "csv":
+            return gauntlet_csv(table)
+        comp = build_comparison(runs, refs, [], overrides)
+        return render_leaderboard(comp, runs, samples_per_task=samples, gauntlet_table=table,
+                                  title="evalharness gauntlet composites")
+    comp = build_comparison(runs, refs, models, overrides, table_layout)
     if fmt == "md":
         return to_markdown(comp, runs, subsets=subsets) + "\n"
     if fmt == "csv":
         return to_csv(comp)
-    return render_leaderboard(comp, runs, samples_per_task=samples)
+    return render_leaderboard(comp, runs, samples_per_task=samples, title=comp.title or "evalharness leaderboard",
+                              gauntlet_table=_gauntlet_section(runs, refs, models))
+
+
+def _gauntlet_section(runs: list[Run], refs: list, models: list[str]) -> GauntletTable | None:
+    """The gauntlet table for an HTML page: when a run has a complete gauntlet category."""
+    table = build_gauntlet(runs, refs, [m for m in models if m in gauntlet_models(refs)])
+    if table.cells.empty:
+        return None
+    runs_cells = table.cells[table.cells.kind == "run"]
+    return table if runs_cells.value.notna().any() else None
 
 
 def report(paths: Sequence[str | Path], *, output: str | Path | None = None, **options: Any) -> str:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .declarations import shipped_declarations
+from .layouts import TableLayout
 from .protocol import Protocol, differences, results_key, split_metric_key
 from .references import Reference, select
 from .runs import Run
@@ -39,6 +41,7 @@ class Comparison:
     columns: list[Column]
     protocols: dict[str, Protocol]
     footnotes: list[str]
+    title: str = ""
 
     def cell(self, task: str, column: str, subset: str = "") -> pd.Series:
         c = self.cells
@@ -60,35 +63,71 @@ class Comparison:
         return float(rows.value.mean())
 
 
-def row_protocols(runs: list[Run], metrics: dict[str, str] | None = None) -> dict[str, Protocol]:
-    """Each task's protocol, from the first run that has it (`metrics` overrides the headline: task -> key)."""
+def row_source(run: Run, row: str, layout: TableLayout | None = None) -> str | None:
+    """The run's task shown on `row`: the task of that name, else (with a layout) one it allows there."""
+    for task in layout.sources(row) if layout is not None else [row]:
+        if task in run.tasks:
+            return task
+    return None
+
+
+def row_protocols(runs: list[Run], metrics: dict[str, str] | None = None, layout: TableLayout | None = None,
+                  references: list[Reference] = (), compare: list[str] = ()) -> dict[str, Protocol]:
+    """Each row's protocol, from the first run that has it (`metrics` overrides the headline: task -> key).
+
+    With a layout the rows are the layout's; a row no run has takes the shipped task's declarations at the
+    layout's shots, else the protocol of the first compared model's published value at those shots."""
+    rows = list(layout.rows) if layout is not None else list(dict.fromkeys(t for run in runs for t in run.tasks))
     out: dict[str, Protocol] = {}
-    for run in runs:
-        for task in run.tasks:
-            if task in out:
+    for row in rows:
+        for run in runs:
+            task = row_source(run, row, layout)
+            if task is None:
                 continue
             declared = run.declarations(task)
-            key = (metrics or {}).get(task) or declared.headline_metric or "acc"
+            key = (metrics or {}).get(row) or (metrics or {}).get(task) or declared.headline_metric or "acc"
             metric, aggregate = split_metric_key(key)
             aggregate = aggregate or declared.subset_average
-            out[task] = Protocol(metric, aggregate, run.num_fewshot(task), declared.harnesses_of(metric),
-                                 declared.is_higher_better(metric), run.prompt_format(task))
+            out[row] = Protocol(metric, aggregate, run.num_fewshot(task), declared.harnesses_of(metric),
+                                declared.is_higher_better(metric), run.prompt_format(task))
+            break
+        else:
+            out[row] = _layout_protocol(row, layout, references, compare)
     return out
 
 
-def _run_cells(run: Run, task: str, row: Protocol) -> list[dict]:
-    proto = Protocol(row.metric, row.aggregate, run.num_fewshot(task), row.harnesses,
-                     prompt_format=run.prompt_format(task))
+def _layout_protocol(row: str, layout: TableLayout | None, references: list[Reference],
+                     compare: list[str]) -> Protocol:
+    shots = layout.num_fewshot if layout is not None else None
+    declared = shipped_declarations(row)
+    if declared is not None and declared.headline_metric is not None:  # a shipped task of that name
+        return Protocol(declared.headline_metric, declared.subset_average, shots,
+                        declared.harnesses_of(declared.headline_metric),
+                        declared.is_higher_better(declared.headline_metric))
+    for model in compare:
+        ref = select(list(references), model, row, "", Protocol("", None, shots, frozenset()))
+        if ref is not None:
+            return Protocol(ref.metric, ref.aggregate, shots, frozenset({ref.harness}))
+    return Protocol("acc", None, shots, frozenset({"evalharness"}))
+
+
+def _run_cells(run: Run, task: str, row: Protocol, layout: TableLayout | None = None) -> list[dict]:
+    source = row_source(run, task, layout)
+    proto = Protocol(row.metric, row.aggregate, run.num_fewshot(source or task), row.harnesses,
+                     prompt_format=run.prompt_format(source) if source is not None else "")
+    reasons = differences(row, proto)
+    if source is not None and source != task:
+        reasons.insert(0, f"our task {source}: {layout.run_tasks[task][source]}" if layout else source)
     base = {"task": task, "column": run.label, "kind": "run", "model": run.label, "metric": row.metric,
             "aggregate": row.aggregate, "num_fewshot": proto.num_fewshot, "harness": "/".join(sorted(row.harnesses)),
-            "reason": "; ".join(differences(row, proto)), "note": "", "source": ""}
-    if task not in run.tasks:
+            "reason": "; ".join(reasons), "note": "", "source": ""}
+    if source is None:
         return [{**base, "subset": "", "value": None, "stderr": None, "n": None, "reason": ""}]
-    key = results_key(row.metric, row.aggregate, run.headline_aggregate(task))
-    value, stderr, n = run.metric(task, key)
+    key = results_key(row.metric, row.aggregate, run.headline_aggregate(source))
+    value, stderr, n = run.metric(source, key)
     cells = [{**base, "subset": "", "value": value, "stderr": stderr, "n": n}]
-    for subset in run.subsets(task):
-        value, stderr, n = run.metric(task, row.metric, subset)
+    for subset in run.subsets(source):
+        value, stderr, n = run.metric(source, row.metric, subset)
         cells.append({**base, "subset": subset, "aggregate": None, "value": value, "stderr": stderr, "n": n})
     return cells
 
@@ -106,11 +145,12 @@ def _reference_cell(refs: list[Reference], model: str, label: str, task: str, su
 
 
 def build_comparison(runs: list[Run], references: list[Reference] = (), compare: list[str] = (),
-                     metrics: dict[str, str] | None = None) -> Comparison:
-    """The comparison of `runs` with the published scores of the `compare` models (slugs, lower case)."""
-    protocols = row_protocols(runs, metrics)
-    tasks = list(protocols)
+                     metrics: dict[str, str] | None = None, layout: TableLayout | None = None) -> Comparison:
+    """The comparison of `runs` with the published scores of the `compare` models (slugs, lower case); with a
+    layout, its rows in its order (the runs' other tasks are left out)."""
     refs = list(references)
+    protocols = row_protocols(runs, metrics, layout, refs, list(compare))
+    tasks = list(protocols)
     names = {r.model: r.display_name for r in reversed(refs)}
     columns = [Column(r.label, "run", r.label) for r in runs]
     taken = {r.label for r in runs}
@@ -122,7 +162,7 @@ def build_comparison(runs: list[Run], references: list[Reference] = (), compare:
         row = protocols[task]
         task_rows: list[dict] = []
         for run in runs:
-            task_rows += _run_cells(run, task, row)
+            task_rows += _run_cells(run, task, row, layout)
         subsets = list(dict.fromkeys(c["subset"] for c in task_rows if c["subset"]))
         for col in columns[len(runs):]:
             task_rows.append(_reference_cell(refs, col.model, col.label, task, "", row))
@@ -141,7 +181,7 @@ def build_comparison(runs: list[Run], references: list[Reference] = (), compare:
     cells["comparable"] = cells["reason"] == ""
     cells["best"] = _best(cells, protocols)
     cells["footnote"], footnotes = _footnotes(cells)
-    return Comparison(cells[CELL_COLUMNS], tasks, columns, protocols, footnotes)
+    return Comparison(cells[CELL_COLUMNS], tasks, columns, protocols, footnotes, layout.title if layout else "")
 
 
 def _best(cells: pd.DataFrame, protocols: dict[str, Protocol]) -> pd.Series:
@@ -215,7 +255,8 @@ def to_markdown(comp: Comparison, runs: list[Run] = (), *, subsets: bool = False
         protocol = "/".join(sorted(p.harnesses)) + (f", {p.prompt_format}" if p.prompt_format else "")
         lines.append([task, metric, str(p.num_fewshot), protocol]
                      + [_md_cell_at(comp, task, label) for label in labels])
-    out = _md_table(["task", "metric", "shots", "protocol", *labels], lines, len(labels))
+    out = [f"**{comp.title}**", ""] if comp.title else []
+    out += _md_table(["task", "metric", "shots", "protocol", *labels], lines, len(labels))
     for task in comp.tasks if subsets else []:
         names = comp.subsets(task)
         c = comp.cells

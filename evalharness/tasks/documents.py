@@ -10,10 +10,12 @@ from typing import Any, Callable
 from ..data import (
     MMLU_SUBJECTS,
     data_file,
+    load_generation_with_answers,
     load_hellaswag,
     load_language_modeling,
     load_mmlu_subject,
     load_multiple_choice,
+    load_schema,
 )
 from ..errors import ConfigError, DataError
 from .spec import DatasetSpec
@@ -87,6 +89,8 @@ def _humaneval(data_dir: Path | None, spec: DatasetSpec) -> DocumentSet:
 FORMATS: dict[str, Callable[[Path | None, DatasetSpec], DocumentSet]] = {
     "icl_language_modeling": _rows_file(load_language_modeling),
     "icl_multiple_choice": _rows_file(load_multiple_choice),
+    "icl_schema": _rows_file(load_schema),
+    "icl_generation_with_answers": _rows_file(load_generation_with_answers),
     "hellaswag": _rows_file(load_hellaswag),
     "mmlu_csv": _mmlu,
     "humaneval": _humaneval,

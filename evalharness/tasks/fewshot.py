@@ -35,3 +35,25 @@ def select_shots(
         raise ConfigError(f"task {task!r}: {k} shots asked but only {len(candidates)} other rows are available")
     rng = random.Random(f"{seed}:{doc.subset}:{doc.doc_id}")
     return rng.sample(candidates, k)
+
+
+def llm_foundry_shot_indices(size: int, k: int, index: int, rng: random.Random) -> list[int]:
+    """LLM Foundry's choice of shots for item `index` of a file of `size` rows, drawing from `rng`.
+
+    As llmfoundry/eval/datasets/utils.py `get_fewshot_sample_idxs`: k = min(size - 1, k) indices drawn with
+    `rng.sample(range(size), k)` into a set; if the item itself was drawn it is removed and replaced by
+    `rng.choice(range(size))` draws until one is new. The shots are used in the set's iteration order (CPython
+    orders a small set of ints by value modulo its table size, not by drawing order), so the set is built the
+    same way here. `rng` is shared by all items of the file, in file order: each item's draws move it on.
+    """
+    k = min(size - 1, k)
+    chosen = set(rng.sample(range(0, size), k))
+    if index in chosen:
+        chosen.remove(index)
+        if len(chosen) >= size - 1:
+            return list(chosen)
+        replacement = rng.choice(range(0, size))
+        while replacement in chosen or replacement == index:
+            replacement = rng.choice(range(0, size))
+        chosen.add(replacement)
+    return list(chosen)

@@ -8,14 +8,18 @@ category (LLM Foundry's gauntlet categories). A spec written before these fields
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..errors import ConfigError
 from ..metrics import AGGREGATIONS, get_metric
 from ..requests import GenerateRequest
 
-OUTPUT_TYPES = ("language_modeling", "multiple_choice", "generation")
+OUTPUT_TYPES = ("language_modeling", "multiple_choice", "generation", "schema", "generation_task_with_answers")
+#: Output types answered by generation requests (the others by log-likelihood requests).
+GENERATIVE_TYPES = frozenset({"generation", "generation_task_with_answers"})
+#: Output types whose items are a choice among several requests (scored by the choice metrics).
+CHOICE_TYPES = frozenset({"multiple_choice", "schema"})
 SUBSET_AVERAGES = ("micro", "macro")
 DEFAULT_HARNESSES = ("evalharness",)
 
@@ -38,8 +42,37 @@ class PromptSpec:
     context: str
     description: str | None = None
     target: str | None = None  # language_modeling: template of the gold continuation
-    choices: str | None = None  # multiple_choice: expression giving the list of choice texts
-    gold: str | None = None  # multiple_choice: expression giving the gold index
+    choices: str | None = None  # multiple_choice: the choice texts; schema: the context options (an expression)
+    gold: str | None = None  # multiple_choice, schema: expression giving the gold index
+    answers: str | None = None  # generation_task_with_answers: expression giving every accepted answer
+    chain_of_thought: str | None = None  # generation_task_with_answers: template of a shot's worked solution
+
+
+@dataclass(frozen=True)
+class LLMFoundryFormat:
+    """LLM Foundry's ICL prompt construction (llmfoundry/eval/datasets/in_context_learning_evaluation.py), with
+    the setting names of its task YAMLs (tasks_v0.3.yaml); defaults are LLM Foundry's.
+
+    A prompt is `prompt_string`, then each shot as `[example_delimiter] prelimiter context continuation_delimiter
+    answer` (the delimiter only when text precedes it), then the item's context the same way without the answer
+    and with trailing whitespace removed. Shots are drawn with one `random.Random(fewshot_random_seed)` per file
+    (per category with `has_categories`), item after item in file order, as LLM Foundry's sampler does
+    (evalharness.tasks.fewshot.llm_foundry_shot_indices). Every field of a row is stripped of surrounding
+    whitespace first (LLM Foundry's strip_dataset). Generation with answers: `cot_delimiter` separates a shot's
+    chain of thought from its answer and the answer is what follows its last occurrence in the output;
+    `early_stopping_criteria` are the stop sequences; `do_normalization` selects LLM Foundry's answer
+    normalisation (else only surrounding whitespace is removed).
+    """
+
+    prompt_string: str = ""
+    example_delimiter: str = "\n"
+    continuation_delimiter: str = " "
+    question_prelimiter: str = ""
+    fewshot_random_seed: int = 1234
+    has_categories: bool = False
+    cot_delimiter: str = ""
+    early_stopping_criteria: tuple[str, ...] = ()
+    do_normalization: bool = True
 
 
 @dataclass(frozen=True)
@@ -109,6 +142,12 @@ class TaskSpec:
     origin: str = "shipped"
     template_dirs: tuple[str, ...] = ()  # searched for template files before the shipped prompts/ folder
     extra: dict[str, Any] = field(default_factory=dict)
+    llm_foundry: LLMFoundryFormat | None = None  # prompts, shots and answer rules as LLM Foundry builds them
+
+    @property
+    def generates(self) -> bool:
+        """Answered by generation requests."""
+        return self.output_type in GENERATIVE_TYPES
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -139,8 +178,9 @@ def _require(raw: dict[str, Any], key: str, where: str) -> Any:
 KNOWN_FIELDS = frozenset({
     "name", "description", "output_type", "dataset", "prompt", "metrics", "target_delimiter", "fewshot_delimiter",
     "fewshot_seed", "num_fewshot", "group_by_subset", "headline", "subset_average", "baseline", "category", "extra",
-    "generation", "protocol",
+    "generation", "protocol", "llm_foundry",
 })
+LLM_FOUNDRY_FIELDS = frozenset(f.name for f in fields(LLMFoundryFormat))
 
 
 def parse_task_spec(raw: Any, where: str, origin: str = "shipped") -> TaskSpec:
@@ -170,11 +210,12 @@ def parse_task_spec(raw: Any, where: str, origin: str = "shipped") -> TaskSpec:
     except TypeError as exc:
         raise ConfigError(f"{where}: field 'prompt': {exc}") from exc
     metrics = _parse_metrics(raw.get("metrics"), output_type, where)
-    if output_type == "language_modeling" and prompt.target is None:
-        raise ConfigError(f"{where}: field 'prompt.target' is required for language_modeling tasks")
-    if output_type == "multiple_choice" and (prompt.choices is None or prompt.gold is None):
-        raise ConfigError(f"{where}: fields 'prompt.choices' and 'prompt.gold' are required for multiple_choice tasks")
-    generation = _parse_generation(raw, output_type, metrics, prompt, where)
+    if output_type in ("language_modeling", "schema") and prompt.target is None:
+        raise ConfigError(f"{where}: field 'prompt.target' is required for {output_type} tasks")
+    if output_type in CHOICE_TYPES and (prompt.choices is None or prompt.gold is None):
+        raise ConfigError(f"{where}: fields 'prompt.choices' and 'prompt.gold' are required for {output_type} tasks")
+    llm_foundry = _parse_llm_foundry(raw, output_type, where)
+    generation = _parse_generation(raw, output_type, metrics, prompt, where, llm_foundry)
     headline, subset_average = _parse_headline(raw, metrics, where)
     baseline = raw.get("baseline")
     if baseline is not None and (isinstance(baseline, bool) or not isinstance(baseline, (int, float))):
@@ -189,11 +230,11 @@ def parse_task_spec(raw: Any, where: str, origin: str = "shipped") -> TaskSpec:
         prompt=prompt,
         metrics=metrics,
         description=raw.get("description", ""),
-        target_delimiter=raw.get("target_delimiter", " "),
+        target_delimiter=raw.get("target_delimiter", " ") if llm_foundry is None else " ",
         fewshot_delimiter=raw.get("fewshot_delimiter", "\n\n"),
         fewshot_seed=int(raw.get("fewshot_seed", 1234)),
         num_fewshot=int(raw.get("num_fewshot", 0)),
-        group_by_subset=bool(raw.get("group_by_subset", False)),
+        group_by_subset=bool(raw.get("group_by_subset", False)) or bool(llm_foundry and llm_foundry.has_categories),
         subset_average=subset_average,
         headline_metric=headline,
         baseline=None if baseline is None else float(baseline),
@@ -203,7 +244,43 @@ def parse_task_spec(raw: Any, where: str, origin: str = "shipped") -> TaskSpec:
         generation=generation,
         protocol=str(raw.get("protocol", "")),
         extra=dict(raw.get("extra") or {}),
+        llm_foundry=llm_foundry,
     )
+
+
+def _parse_llm_foundry(raw: dict[str, Any], output_type: str, where: str) -> LLMFoundryFormat | None:
+    """The `llm_foundry:` block; schema and generation_task_with_answers tasks always use LLM Foundry's format."""
+    block = raw.get("llm_foundry")
+    if block is None:
+        if output_type not in ("schema", "generation_task_with_answers"):
+            return None
+        block = {}
+    if not isinstance(block, dict):
+        raise ConfigError(f"{where}: field 'llm_foundry': must be a mapping of LLM Foundry task settings")
+    unknown = sorted(set(block) - LLM_FOUNDRY_FIELDS)
+    if unknown:
+        raise ConfigError(f"{where}: field 'llm_foundry': unknown setting(s) {unknown}; known: {sorted(LLM_FOUNDRY_FIELDS)}")
+    clash = sorted({"target_delimiter", "fewshot_delimiter", "fewshot_seed"} & set(raw))
+    if clash:
+        raise ConfigError(f"{where}: field(s) {clash} do not apply with 'llm_foundry' (its continuation_delimiter, "
+                          "example_delimiter and fewshot_random_seed say the same)")
+    for key in ("prompt_string", "example_delimiter", "continuation_delimiter", "question_prelimiter", "cot_delimiter"):
+        if key in block and not isinstance(block[key], str):
+            raise ConfigError(f"{where}: field 'llm_foundry.{key}': must be a string, got {block[key]!r}")
+    for key in ("has_categories", "do_normalization"):
+        if key in block and not isinstance(block[key], bool):
+            raise ConfigError(f"{where}: field 'llm_foundry.{key}': must be true or false, got {block[key]!r}")
+    seed = block.get("fewshot_random_seed", 1234)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"{where}: field 'llm_foundry.fewshot_random_seed': must be an integer, got {seed!r}")
+    stops = block.get("early_stopping_criteria") or []
+    if not isinstance(stops, list) or not all(isinstance(x, str) and x for x in stops):
+        raise ConfigError(f"{where}: field 'llm_foundry.early_stopping_criteria': must be a list of non-empty strings")
+    if stops and output_type != "generation_task_with_answers":
+        raise ConfigError(f"{where}: field 'llm_foundry.early_stopping_criteria': only generation_task_with_answers tasks stop")
+    if raw.get("group_by_subset") and not block.get("has_categories"):
+        raise ConfigError(f"{where}: field 'group_by_subset': with 'llm_foundry', say 'has_categories: true' in its block")
+    return LLMFoundryFormat(**{**block, "early_stopping_criteria": tuple(stops)})
 
 
 def _parse_metrics(raw: Any, output_type: str, where: str) -> tuple[MetricSpec, ...]:
@@ -264,16 +341,23 @@ def _parse_headline(raw: dict[str, Any], metrics: tuple[MetricSpec, ...], where:
 
 
 def _parse_generation(raw: dict[str, Any], output_type: str, metrics: tuple[MetricSpec, ...], prompt: PromptSpec,
-                      where: str) -> GenerationSpec | None:
-    if output_type != "generation":
+                      where: str, llm_foundry: LLMFoundryFormat | None = None) -> GenerationSpec | None:
+    if output_type not in GENERATIVE_TYPES:
         if raw.get("generation") is not None:
             raise ConfigError(f"{where}: field 'generation': only generation tasks take decoding settings")
         return None
     gen = raw.get("generation") or {}
     if not isinstance(gen, dict):
         raise ConfigError(f"{where}: field 'generation': must be a mapping")
+    stop = tuple(gen.get("stop", ()))
+    if llm_foundry is not None and llm_foundry.early_stopping_criteria:
+        if stop and stop != llm_foundry.early_stopping_criteria:
+            raise ConfigError(f"{where}: fields 'generation.stop' and 'llm_foundry.early_stopping_criteria' disagree")
+        stop = llm_foundry.early_stopping_criteria
+    if output_type == "generation_task_with_answers" and (gen.get("temperature", 0.0) != 0.0 or gen.get("num_samples", 1) != 1):
+        raise ConfigError(f"{where}: field 'generation': generation_task_with_answers decodes greedily, one answer per item")
     try:
-        generation = GenerationSpec(**{**gen, "stop": tuple(gen.get("stop", ()))})
+        generation = GenerationSpec(**{**gen, "stop": stop})
     except TypeError as exc:
         raise ConfigError(f"{where}: field 'generation': {exc}") from exc
     if prompt.target is None:

@@ -6,6 +6,7 @@ depends on a task's name.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,13 @@ import jinja2
 
 from ..chat import Message, PromptFormat, join_delimited, render_prompt
 from ..errors import ConfigError
-from ..metrics import AGGREGATIONS, MetricValue, Outcome, get_metric, macro_mean, micro_mean
+from ..metrics import AGGREGATIONS, AnswerRule, MetricValue, Outcome, get_metric, macro_mean, micro_mean
 from ..metrics.registry import Metric
 from ..requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
 from .documents import Document, DocumentSet, load_documents
-from .fewshot import select_shots
+from .fewshot import llm_foundry_shot_indices, select_shots
 from .prompts import compile_expression, compile_template
-from .spec import TaskSpec
+from .spec import CHOICE_TYPES, TaskSpec
 
 Request = LoglikelihoodRequest | GenerateRequest
 PLAIN = PromptFormat()
@@ -34,7 +35,7 @@ class Item:
     doc_id: int
     subset: str | None
     requests: tuple[Request, ...]
-    gold: int | str  # multiple choice: gold index; language modeling: the gold continuation text
+    gold: int | str | tuple[str, ...]  # choice: gold index; language modeling: gold text; with answers: all answers
     choice_lengths: tuple[int, ...] = ()  # multiple choice: characters of each choice, without the delimiter
     doc: Any = field(default=None, compare=False, repr=False)  # the source row (code tasks build programs from it)
 
@@ -103,6 +104,8 @@ class Task:
         self._target = compiled(compile_template, p.target, "prompt.target")
         self._choices = compiled(compile_expression, p.choices, "prompt.choices")
         self._gold = compiled(compile_expression, p.gold, "prompt.gold")
+        self._answers = compiled(compile_expression, p.answers, "prompt.answers")
+        self._chain_of_thought = compiled(compile_template, p.chain_of_thought, "prompt.chain_of_thought")
 
     # ---- documents -> requests -------------------------------------------------------------
     def _where(self, doc: Document) -> str:
@@ -129,6 +132,16 @@ class Task:
         if isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < n_choices:
             raise ConfigError(f"{self._where(doc)}: prompt.gold must be an index in [0, {n_choices}), got {gold!r}")
         return gold
+
+    def answers_of(self, doc: Document) -> tuple[str, ...]:
+        """Generation with answers: every accepted answer (the gold one first, then `prompt.answers`, no repeats)."""
+        answers = [self.target_of(doc).strip()]
+        if self._answers is not None:
+            more = self._render(self._answers, doc, "prompt.answers")
+            if not isinstance(more, (list, tuple)) or not all(isinstance(a, str) for a in more):
+                raise ConfigError(f"{self._where(doc)}: prompt.answers must give a list of strings, got {more!r}")
+            answers += list(more)
+        return tuple(dict.fromkeys(answers))
 
     def target_of(self, doc: Document) -> str:
         """The gold continuation without the target delimiter."""
@@ -190,12 +203,17 @@ class Task:
         language-modelling continuation keeps it (lm-eval's log-likelihood requests keep their target whole)."""
         k = self.spec.num_fewshot if num_fewshot is None else num_fewshot
         fmt = prompt_format or PLAIN
+        if self.spec.llm_foundry is not None:
+            if not fmt.is_plain:
+                raise ConfigError(f"task {self.spec.name} builds its prompts as LLM Foundry does, "
+                                  "which has no chat format; run it without --apply-chat-template")
+            return self._llm_foundry_items(self.selected_documents(limit), k)
         items = []
         delim = self.spec.target_delimiter
         choice_delim = "" if fmt.chat is not None else delim
         for doc in self.selected_documents(limit):
             context = self.full_context(doc, k, fmt)
-            if self.spec.output_type == "generation":
+            if self.spec.generates:
                 g = self.spec.generation
                 assert g is not None
                 request = g.request(context)
@@ -210,9 +228,101 @@ class Task:
                 items.append(Item(doc.doc_id, doc.subset, requests, gold, tuple(len(c) for c in choices)))
         return items
 
+    # ---- LLM Foundry's prompt construction (spec.llm_foundry) ------------------------------
+    def _lf_parts(self, doc: Document) -> tuple[str, str]:
+        """(context, answer as a shot shows it), stripped as LLM Foundry strips every field of a row."""
+        kind = self.spec.output_type
+        if kind in CHOICE_TYPES:
+            options = self.choices_of(doc)
+            gold = options[self.gold_of(doc, len(options))]
+            if kind == "schema":
+                return gold, self._render(self._target, doc, "prompt.target").strip()
+            return self.context_of(doc).strip(), gold
+        answer = self._render(self._target, doc, "prompt.target").strip()
+        if kind == "generation_task_with_answers" and self._chain_of_thought is not None:
+            cot = self._render(self._chain_of_thought, doc, "prompt.chain_of_thought").strip()
+            answer = f"{cot}{self.spec.llm_foundry.cot_delimiter}{answer}"  # type: ignore[union-attr]
+        return self.context_of(doc).strip(), answer
+
+    def _lf_shot(self, doc: Document, preceding: str) -> str:
+        """One shot as LLM Foundry's construct_context(add_answer=True) writes it after `preceding`."""
+        f = self.spec.llm_foundry
+        assert f is not None
+        context, answer = self._lf_parts(doc)
+        delimiter = f.example_delimiter if preceding else ""
+        if self.spec.output_type == "schema":  # the schema dataset puts the prelimiter before the delimiter
+            return f"{f.question_prelimiter}{delimiter}{context}{f.continuation_delimiter}{answer}"
+        return f"{delimiter}{f.question_prelimiter}{context}{f.continuation_delimiter}{answer}"
+
+    def _llm_foundry_items(self, docs: list[Document], k: int) -> list[Item]:
+        """Items as LLM Foundry builds them: one seeded sampler per file (per category with has_categories),
+        advanced item after item in file order, so `docs` must be a prefix of the file (of each category)."""
+        f = self.spec.llm_foundry
+        assert f is not None
+        pools: dict[str | None, list[Document]] = {}
+        for d in self.documents.docs:
+            pools.setdefault(d.subset if f.has_categories else None, []).append(d)
+        position = {(d.subset, d.doc_id): i for pool in pools.values() for i, d in enumerate(pool)}
+        rngs = {key: random.Random(f.fewshot_random_seed) for key in pools}
+        items = []
+        for doc in docs:
+            key = doc.subset if f.has_categories else None
+            preamble = f.prompt_string
+            if k > 0:
+                pool = pools[key]
+                for j in llm_foundry_shot_indices(len(pool), k, position[(doc.subset, doc.doc_id)], rngs[key]):
+                    preamble += self._lf_shot(pool[j], preamble)
+            items.append(self._lf_item(doc, preamble))
+        return items
+
+    def _lf_item(self, doc: Document, preamble: str) -> Item:
+        f = self.spec.llm_foundry
+        assert f is not None
+        kind = self.spec.output_type
+        if kind == "schema":
+            options = self.choices_of(doc)
+            gold = self.gold_of(doc, len(options))
+            continuation = _prefix_space(self._render(self._target, doc, "prompt.target").strip())
+            if preamble:
+                contexts = [f"{f.question_prelimiter}{f.example_delimiter}{c}{f.continuation_delimiter.rstrip()}"
+                            for c in options]
+            else:  # zero-shot: LLM Foundry adds no continuation delimiter at all
+                contexts = [f"{f.question_prelimiter}{c}" for c in options]
+            requests = tuple(LoglikelihoodRequest(preamble + c, continuation) for c in contexts)
+            return Item(doc.doc_id, doc.subset, requests, gold, tuple(len(continuation.lstrip()) for _ in options))
+        context = self.context_of(doc).strip()
+        delimiter = f.example_delimiter if preamble else ""
+        prompt = preamble + f"{delimiter}{f.question_prelimiter}{context}{f.continuation_delimiter}".rstrip()
+        if kind == "multiple_choice":
+            choices = self.choices_of(doc)
+            gold = self.gold_of(doc, len(choices))
+            requests = tuple(LoglikelihoodRequest(prompt, _prefix_space(c)) for c in choices)
+            return Item(doc.doc_id, doc.subset, requests, gold, tuple(len(c) for c in choices))
+        if kind == "language_modeling":
+            target = self._render(self._target, doc, "prompt.target").strip()
+            return Item(doc.doc_id, doc.subset, (LoglikelihoodRequest(prompt, _prefix_space(target)),), target)
+        g = self.spec.generation
+        assert g is not None
+        gold_answers: int | str | tuple[str, ...] = (
+            self.answers_of(doc) if kind == "generation_task_with_answers" else self.target_of(doc))
+        return Item(doc.doc_id, doc.subset, (g.request(prompt),), gold_answers, doc=doc.doc)
+
     def fewshot_info(self, num_fewshot: int | None) -> dict[str, Any]:
         """How shots were chosen, for results.json."""
         k = self.spec.num_fewshot if num_fewshot is None else num_fewshot
+        f = self.spec.llm_foundry
+        if f is not None:
+            return {
+                "num_fewshot": k,
+                "source": None if k == 0 else ("LLM Foundry's sampler: random.Random(seed) drawn item after item in "
+                                               "file order" + (", per category" if f.has_categories else "")),
+                "seed": None if k == 0 else f.fewshot_random_seed,
+                "delimiter": f.example_delimiter,
+                "target_delimiter": f.continuation_delimiter,
+                "prompt_string": f.prompt_string,
+                "question_prelimiter": f.question_prelimiter,
+                "format": "llm-foundry",
+            }
         separate = self.documents.fewshot_docs is not None
         if k == 0:
             return {"num_fewshot": 0, "source": None, "seed": None, "delimiter": self.spec.fewshot_delimiter,
@@ -228,6 +338,15 @@ class Task:
 
     # ---- answers -> metrics ----------------------------------------------------------------
     @property
+    def _answer_rule(self) -> AnswerRule | None:
+        """Generation with answers: how an output is cut and normalised before it is matched (LLM Foundry's)."""
+        f = self.spec.llm_foundry
+        if self.spec.output_type != "generation_task_with_answers" or f is None:
+            return None
+        stop = self.spec.generation.stop if self.spec.generation is not None else ()
+        return AnswerRule(stop, f.cot_delimiter, f.do_normalization)
+
+    @property
     def needs_execution(self) -> bool:
         """Scored by running the generated code (e.g. pass@k metrics)."""
         return any(m.needs_execution for m in self.metrics.values())
@@ -241,10 +360,13 @@ class Task:
 
     def score(self, item: Item, results: tuple[Result, ...], executions: list[Any] | None = None) -> ScoredItem:
         """The item's per-item metric values (and, for multiple choice, each metric's predicted choice)."""
-        outcome = Outcome(results, item.gold, item.choice_lengths, tuple(executions) if executions is not None else None)
+        outcome = Outcome(results, item.gold, item.choice_lengths, tuple(executions) if executions is not None else None,
+                          self._answer_rule)
         scores = {m.key: m.value(outcome) for m in self.metrics.values()}
-        predictions = outcome.choice_predictions if self.spec.output_type == "multiple_choice" else {}
+        predictions = outcome.choice_predictions if self.spec.output_type in CHOICE_TYPES else {}
         details: dict[str, Any] = {}
+        if self.spec.output_type == "generation_task_with_answers" and self._answer_rule is not None:
+            details["answer"] = self._answer_rule.extract(results[0].texts[0])  # type: ignore[union-attr]
         if executions is not None:
             details["executions"] = [{"status": e.status.value, "error": e.error, "seconds": round(e.wall_time, 3)}
                                      for e in executions]
@@ -286,6 +408,11 @@ class Task:
             out[decl.name], out[f"{decl.name}_stderr"] = mv.value, mv.stderr
         out["n"] = len(rows)
         return out
+
+
+def _prefix_space(text: str) -> str:
+    """A continuation as LLM Foundry scores it with a BPE tokenizer: with one leading space (unless it has one)."""
+    return text if text.startswith(" ") else " " + text
 
 
 def _as_value(entry: dict[str, Any], metric: str) -> MetricValue:

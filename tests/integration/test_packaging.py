@@ -15,7 +15,7 @@ import pytest
 from support.paths import REPO
 
 RESOURCES = ("tasks", "prompts", "reports")
-TASKS = sorted(p.stem for p in (REPO / "tasks").glob("*.yaml") if p.name != "suites.yaml")
+TASKS = sorted(p.stem for p in (REPO / "tasks").glob("*.yaml") if p.name not in ("suites.yaml", "composites.yaml"))
 ICL = ["lambada_openai", "piqa", "hellaswag", "mmlu", "jeopardy"]
 
 
@@ -49,11 +49,12 @@ def test_wheel_contains_resources_with_same_bytes(wheel):
                 assert name in names, name
                 assert zf.read(name) == data, name
     yamls = {n.rsplit("/", 1)[1] for n in names if n.startswith("evalharness/_resources/tasks/") and n.endswith(".yaml")}
-    assert yamls == {f"{t}.yaml" for t in TASKS} | {"suites.yaml"}
+    assert yamls == {f"{t}.yaml" for t in TASKS} | {"suites.yaml", "composites.yaml"}
     jinjas = {n.rsplit("/", 1)[1] for n in names if n.startswith("evalharness/_resources/prompts/")}
     assert jinjas == {p.name for p in (REPO / "prompts").glob("*.jinja")}
     assert {"hellaswag_context.jinja", "jeopardy.jinja", "mmlu.jinja", "piqa.jinja"} <= jinjas
     assert "evalharness/_resources/reports/README.md" in names
+    assert "evalharness/_resources/reports/layouts.yaml" in names
     assert "evalharness/__init__.py" in names and "evalharness/cli/__init__.py" in names
     # the fused kernels' C++ source is compiled from the installed package on first use
     assert "evalharness/backends/hf_cpu/fused_ops.cpp" in names  # the CPU plugin builds it on first use

@@ -70,3 +70,20 @@ def test_run_with_unknown_compare_fails_before_loading(data_dir, tmp_path):
                               "--output-dir", str(tmp_path / "out"), cwd=tmp_path, data_dir=data_dir))
     assert "no published scores for model 'gpt-3'" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_report_layouts_from_the_command_line(two_runs):
+    root, a, _ = two_runs
+    proc = cli("report", str(a), "--layout", "mpt-7b-table", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[2] == "| task | metric | shots | protocol | model-a | MPT-7B | LLaMA-7B | Falcon-7B |"
+    assert [ln.split(" | ")[0] for ln in lines[4:16]] == [
+        "| lambada_openai", "| piqa", "| copa", "| boolq", "| arc_challenge", "| arc_easy", "| hellaswag",
+        "| jeopardy", "| mmlu", "| triviaqa", "| winograd", "| winogrande"]
+    proc = cli("report", "--layout", "gauntlet", "--format", "csv", cwd=root)  # published models alone
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(io.StringIO(proc.stdout))
+    assert table.model.nunique() == 16 and set(table.composite) == {"gauntlet-v0"}
+    assert "unknown report layout 'mpt'" in one_error_line(cli("report", str(a), "--layout", "mpt", cwd=root))
+    assert "at least one results.json" in one_error_line(cli("report", cwd=root))

@@ -100,3 +100,39 @@ def test_in_headless_chromium(page_file, tmp_path):
             assert problems == [] and requests == [url]
         finally:
             browser.close()
+
+
+def test_gauntlet_layout_in_headless_chromium(tmp_path):
+    """The gauntlet page: our run's composite beside the published ones, sortable, nothing fetched."""
+    from playwright.sync_api import sync_playwright
+
+    values = {"lambada_openai": {"acc": 0.6}, "hellaswag": {"acc_token": 0.55}, "winograd": {"acc_token": 0.8},
+              "winogrande": {"acc_token": 0.6}}
+    run = make_results("ours", values, shots={"lambada_openai": 0, "hellaswag": 0, "winograd": 3, "winogrande": 5})
+    for task, (category, baseline) in {"winograd": ("language_understanding", 0.5),
+                                       "winogrande": ("language_understanding", 0.5)}.items():
+        run["tasks"][task].update(headline_metric="acc_token", subset_average=None, category=category,
+                                  baseline=baseline, metrics={"acc_token": {"harnesses": ["llm-foundry"]}})
+    out = tmp_path / "gauntlet.html"
+    report([write_run(tmp_path / "run", run)], output=out, layout="gauntlet", compare="mpt-7b,llama-30b")
+    url = out.resolve().as_uri()
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            requests, problems = [], []
+            page.on("request", lambda r: requests.append(r.url))
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(url, wait_until="load")
+            names = lambda: page.locator("#gauntlet-board tbody tr td.model .name").all_inner_texts()  # noqa: E731
+            assert names() == ["ours", "MPT-7B", "LLaMA-30B"]
+            # (0.6 + 0.4 + 0.6 + 0.2) / 4 = 0.45 for ours; the published v0 composites are marked, not ranked
+            lu = page.locator("#gauntlet-board tbody tr").nth(0).locator("td").nth(3)
+            assert lu.locator(".v").inner_text() == "0.450"
+            page.locator("#gauntlet-board").get_by_role("button", name="language_understanding").click()
+            assert names() == ["LLaMA-30B", "ours", "MPT-7B"]  # 0.549, 0.450, 0.380: descending
+            page.screenshot(path=str(tmp_path / "gauntlet.png"), full_page=True)
+            assert problems == [] and requests == [url]
+        finally:
+            browser.close()

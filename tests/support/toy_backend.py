@@ -1,7 +1,8 @@
 """A backend written the way a user writes one: it registers itself and touches no evalharness code.
 
-Log-likelihood: -scale x the continuation's characters (so the shortest choice wins), one token per word, greedy
-when the continuation is one character. No generation. Used by tests/integration/test_custom_backend.py as
+Log-likelihood: -scale x the continuation's characters (so the shortest choice wins) - context_scale x the
+context's characters (0 by default; schema tasks share the continuation, so there the shortest context wins), one
+token per word, greedy when the continuation is one character. No generation. Used by tests/integration/test_custom_backend.py as
 `--backend support.toy_backend:toy`.
 """
 
@@ -17,6 +18,7 @@ from evalharness.backends import deliver
 @dataclass(frozen=True)
 class ToyOptions:
     scale: float = 1.0
+    context_scale: float = 0.0
 
 
 class ToyBackend(Backend):
@@ -31,7 +33,8 @@ class ToyBackend(Backend):
         return Capabilities(generate=False, sampling=False)
 
     def identity(self) -> str:
-        return f"toy|scale={self.options.scale}"
+        context = f"|context_scale={self.options.context_scale}" if self.options.context_scale else ""
+        return f"toy|scale={self.options.scale}{context}"
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "scale": self.options.scale}
@@ -46,7 +49,8 @@ class ToyBackend(Backend):
                 deliver([(i, known[i])], results, None, progress)
                 continue
             self.calls += 1
-            res = LoglikelihoodResult(-self.options.scale * len(r.continuation), len(r.continuation) == 1,
+            logprob = -self.options.scale * len(r.continuation) - self.options.context_scale * len(r.context)
+            res = LoglikelihoodResult(logprob, len(r.continuation) == 1,
                                       max(1, len(r.continuation.split())))
             deliver([(i, res)], results, on_results, progress)
         return results
