@@ -89,7 +89,7 @@ def row_protocols(runs: list[Run], metrics: dict[str, str] | None = None, layout
             metric, aggregate = split_metric_key(key)
             aggregate = aggregate or declared.subset_average
             out[row] = Protocol(metric, aggregate, run.num_fewshot(task), declared.harnesses_of(metric),
-                                declared.is_higher_better(metric))
+                                declared.is_higher_better(metric), run.prompt_format(task))
             break
         else:
             out[row] = _layout_protocol(row, layout, references, compare)
@@ -113,7 +113,8 @@ def _layout_protocol(row: str, layout: TableLayout | None, references: list[Refe
 
 def _run_cells(run: Run, task: str, row: Protocol, layout: TableLayout | None = None) -> list[dict]:
     source = row_source(run, task, layout)
-    proto = Protocol(row.metric, row.aggregate, run.num_fewshot(source or task), row.harnesses)
+    proto = Protocol(row.metric, row.aggregate, run.num_fewshot(source or task), row.harnesses,
+                     prompt_format=run.prompt_format(source) if source is not None else "")
     reasons = differences(row, proto)
     if source is not None and source != task:
         reasons.insert(0, f"our task {source}: {layout.run_tasks[task][source]}" if layout else source)
@@ -251,7 +252,8 @@ def to_markdown(comp: Comparison, runs: list[Run] = (), *, subsets: bool = False
     for task in comp.tasks:
         p = comp.protocols[task]
         metric = p.metric + (f" ({p.aggregate})" if p.aggregate else "")
-        lines.append([task, metric, str(p.num_fewshot), "/".join(sorted(p.harnesses))]
+        protocol = "/".join(sorted(p.harnesses)) + (f", {p.prompt_format}" if p.prompt_format else "")
+        lines.append([task, metric, str(p.num_fewshot), protocol]
                      + [_md_cell_at(comp, task, label) for label in labels])
     out = [f"**{comp.title}**", ""] if comp.title else []
     out += _md_table(["task", "metric", "shots", "protocol", *labels], lines, len(labels))

@@ -219,3 +219,22 @@ def test_best_follows_the_declared_direction(refs):
     results = [make_results(m, {"lambada_openai": {"perplexity": v}}) for m, v in (("A", 20.0), ("B", 30.0))]
     comp = build_comparison(runs_of(*results), refs, [], {"lambada_openai": "perplexity"})
     assert comp.cell("lambada_openai", "A").best and not comp.cell("lambada_openai", "B").best
+
+
+def test_chat_formatted_runs_are_another_protocol(refs):
+    """A run with a chat template (recorded per task in results.json) is labelled apart from the plain run of the
+    same model, marked as not comparable with plain prompts and never ranked beside published (plain) scores."""
+    chat = make_results("m", {"piqa": {"acc_token": 0.9}})
+    chat["tasks"]["piqa"]["prompt_format"] = {
+        "chat_template": {"name": "mpt-chat", "source": "builtin", "sha256": "ab12cd34" + "0" * 56},
+        "system_instruction": None, "fewshot_as_multiturn": True}
+    runs = runs_of(make_results("m", {"piqa": {"acc_token": 0.6}}), chat)
+    assert [r.label for r in runs] == ["m (plain)", "m (chat mpt-chat ab12cd34 multiturn)"]
+    comp = build_comparison(runs, refs, ["ref-a"])
+    cell = comp.cell("piqa", "m (chat mpt-chat ab12cd34 multiturn)")
+    assert cell.reason == "prompt format chat mpt-chat ab12cd34 multiturn (row: plain)" and not cell.best
+    assert comp.cell("piqa", "Ref A").best  # the plain run and the published score are ranked; the chat run is not
+    chat_first = build_comparison(list(reversed(runs)), refs, ["ref-a"])
+    assert chat_first.protocols["piqa"].describe() == "acc_token, 0-shot, llm-foundry, chat mpt-chat ab12cd34 multiturn"
+    assert "prompt format plain (row: chat mpt-chat ab12cd34 multiturn)" in chat_first.cell("piqa", "Ref A").reason
+    assert "| piqa | acc_token | 0 | llm-foundry, chat mpt-chat ab12cd34 multiturn |" in to_markdown(chat_first)
