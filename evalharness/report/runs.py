@@ -59,17 +59,18 @@ class Run:
     def subsets(self, task: str) -> list[str]:
         return list(self.data.get("groups", {}).get(task, {}))
 
-    def samples(self, task: str, limit: int) -> list[dict[str, Any]]:
-        """The first `limit` lines of samples_<task>.jsonl (fewer if the file is shorter or absent)."""
+    def samples(self, task: str, limit: int | None) -> list[dict[str, Any]]:
+        """The first `limit` lines of samples_<task>.jsonl, or all of them for None (fewer if the file is shorter
+        or absent)."""
         path = self.folder / f"samples_{task}.jsonl" if self.folder else None
-        if path is None or not path.is_file() or limit <= 0:
+        if path is None or not path.is_file() or (limit is not None and limit <= 0):
             return []
         out = []
         with path.open(encoding="utf-8") as f:
             for line in f:
                 if line.strip():
                     out.append(json.loads(line))
-                if len(out) >= limit:
+                if limit is not None and len(out) >= limit:
                     break
         return out
 
