@@ -92,3 +92,21 @@ def to_json(pair: RunPair, flips: int = 0) -> str:
               "flips": [asdict(f) for f in p.flips[:flips]]} for p in pair.tasks]
     doc = {"a": a, "b": b, "tasks": tasks, "only_a": pair.only_a, "only_b": pair.only_b, "legend": legend(pair)}
     return json.dumps(doc, indent=2) + "\n"
+
+
+def html_view(pair: RunPair | None, note: str = "", flips: int = 5) -> dict[str, Any] | None:
+    """What the page's "A vs B" section needs: rows of formatted cells, flipped items, legend; or only a note saying
+    why the two runs could not be paired. None: no section."""
+    if pair is None:
+        return {"note": note, "rows": [], "legend": [], "a": "", "b": "", "flips": []} if note else None
+    rows = []
+    for p in pair.tasks:
+        s = p.stats
+        rows.append({"task": p.task, "metric": p.metric, "shots": p.num_fewshot, "n": s.n, "a": f"{s.a:.3f}",
+                     "b": f"{s.b:.3f}", "difference": f"{s.difference:+.3f}",
+                     "stderr": f"{s.stderr:.3f}" if s.stderr is not None else "—",
+                     "p": format_p(s.p_value), "test": s.test, "better": s.better, "worse": s.worse,
+                     "verdict": p.verdict})
+    listed = [{"task": p.task, "count": len(p.flips), "entries": [asdict(f) for f in p.flips[:flips]]}
+              for p in pair.tasks if p.flips]
+    return {"note": note, "a": pair.a.label, "b": pair.b.label, "rows": rows, "legend": legend(pair), "flips": listed}

@@ -100,3 +100,20 @@ def test_refuses_different_items_shots_gold_and_missing_samples(tmp_path):
         pair_runs(*load_runs([a, d]))
     with pytest.raises(ConfigError, match="hellaswag: not a task both runs have"):
         pair_runs(*load_runs([a, c]), tasks=["hellaswag"])
+
+
+def test_the_page_shows_the_paired_section(runs, tmp_path):
+    from evalharness.report import render
+
+    page = render(load_runs(list(runs)), fmt="html")  # two runs of one model family: shown unasked
+    assert 'id="paired"' in page and "A vs B, item by item" in page
+    assert "<td>piqa</td><td>acc_token</td><td>0</td><td>20</td><td>0.750</td>" in page and "0.109 (mcnemar)" in page
+    assert "piqa: 10 items differ (first 5)" in page
+    assert 'id="paired"' not in render(load_runs(list(runs)), fmt="html", paired=False)
+    short = _run(tmp_path / "short", "model-c", _piqa(GOLD[:4]))
+    page = render(load_runs([runs[0], short]), fmt="html")
+    assert "Not compared item by item: piqa: A has 20 items, B has 4; run both with the same --limit" in page
+    with pytest.raises(ConfigError, match="A has 20 items, B has 4"):
+        render(load_runs([runs[0], short]), fmt="html", paired=True)
+    with pytest.raises(ConfigError, match="exactly two runs, got 3"):
+        render(load_runs([*runs, short]), fmt="html", paired=True)
