@@ -4,6 +4,7 @@ naming the task and what differs."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,10 +188,14 @@ def _cut(text: str) -> str:
 
 
 def _choice(record: dict[str, Any], index: Any) -> str:
+    """'index: text' of a choice, without the start every choice shares (long choices often differ late)."""
     requests = record.get("requests") or []
-    if isinstance(index, int) and 0 <= index < len(requests) and "continuation" in requests[index]:
-        return f"{index}: {_cut(str(requests[index]['continuation']))}"
-    return str(index)
+    if not (isinstance(index, int) and 0 <= index < len(requests) and "continuation" in requests[index]):
+        return str(index)
+    texts = [" ".join(str(r.get("continuation", "")).split()) for r in requests]
+    shared = len(os.path.commonprefix(texts)) if len(texts) > 1 else 0
+    text = texts[index]
+    return f"{index}: {_cut('…' + text[shared:] if shared > 10 and shared < len(text) else text)}"
 
 
 def _gold(record: dict[str, Any]) -> str:
