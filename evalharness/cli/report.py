@@ -24,8 +24,8 @@ def add_parser(sub: Any) -> None:
                     "mpt-30b-vs-gpt3 (nine GPT-3 paper tasks vs MPT-30B, GPT-3 175B), gauntlet (models x LLM "
                     "Foundry gauntlet categories and average; every published model unless --compare)")
     rp.add_argument("--paired", action=argparse.BooleanOptionalAction, default=None,
-                    help="html: the item-by-item comparison of the two runs given (as `evalharness compare`); "
-                    "default: shown for two runs of one model family")
+                    help="md, html: add the item-by-item comparison of the two runs given (as `evalharness compare`); "
+                    "html default: shown for two runs of one model family")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -67,7 +67,7 @@ def to_markdown(pair: RunPair, flips: int = 0) -> str:
         if not shown:
             continue
         out += ["", f"{p.task}: first {len(shown)} of {len(p.flips)} items that differ", "",
-                "| doc_id | subset | gold | A | B | A value | B value | B |", "|---|---|---|---|---|--:|--:|---|"]
+                "| doc_id | subset | gold | A | B | A value | B value | B vs A |", "|---|---|---|---|---|--:|--:|---|"]
         for f in shown:
             cells = [str(f.doc_id), f.subset or "", f.gold, f.a, f.b, f"{f.a_value:.3f}", f"{f.b_value:.3f}",
                      "better" if f.better else "worse"]

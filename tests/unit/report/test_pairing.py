@@ -117,3 +117,13 @@ def test_the_page_shows_the_paired_section(runs, tmp_path):
         render(load_runs([runs[0], short]), fmt="html", paired=True)
     with pytest.raises(ConfigError, match="exactly two runs, got 3"):
         render(load_runs([*runs, short]), fmt="html", paired=True)
+
+
+def test_the_markdown_report_adds_the_table_when_asked(runs):
+    from evalharness.report import render
+
+    text = render(load_runs(list(runs)), fmt="md", paired=True)
+    assert "| piqa | acc_token | 0 | 20 | 0.750 | 0.450 | -0.300 |" in text
+    assert "| piqa | acc_token | 0 | 20 |" not in render(load_runs(list(runs)), fmt="md")
+    with pytest.raises(ConfigError, match="evalharness compare --csv"):
+        render(load_runs(list(runs)), fmt="csv", paired=True)
