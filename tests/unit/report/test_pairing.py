@@ -127,3 +127,14 @@ def test_the_markdown_report_adds_the_table_when_asked(runs):
     assert "| piqa | acc_token | 0 | 20 |" not in render(load_runs(list(runs)), fmt="md")
     with pytest.raises(ConfigError, match="evalharness compare --csv"):
         render(load_runs(list(runs)), fmt="csv", paired=True)
+
+
+def test_flipped_items_are_escaped_on_the_page(tmp_path):
+    from evalharness.report import render
+
+    evil = '<script>window.__pwned = 1</script>'
+    a = _run(tmp_path / "a", "model-a", [mc_sample(0, "q", ["fine", evil], gold=1, predicted=1)])
+    b = _run(tmp_path / "b", "model-b", [mc_sample(0, "q", ["fine", evil], gold=1, predicted=0)])
+    page = render(load_runs([a, b]), fmt="html", paired=True)
+    assert "piqa: 1 item differs (first 1)" in page
+    assert evil not in page and "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in page
