@@ -77,7 +77,7 @@ def paired_difference(a: Sequence[float], b: Sequence[float], *, aggregation: st
     strata = _strata(len(x), groups)
     f, slope = _STATISTICS[aggregation]
     mean_a, mean_b = _macro(x, strata), _macro(y, strata)
-    value_a, value_b = f(mean_a), f(mean_b)
+    value_a, value_b = float(f(mean_a)), float(f(mean_b))
     # delta method: the difference f(mB) - f(mA) moves like f'(mB) * b_i - f'(mA) * a_i per item
     stderr = paired_stderr(slope(mean_b) * y - slope(mean_a) * x, groups)
     ahead = y > x if higher_is_better else y < x
