@@ -173,7 +173,8 @@ def _match(task: str, records_a: list[dict[str, Any]], records_b: list[dict[str,
 def _value(task: str, record: dict[str, Any], key: str, which: str) -> float:
     value = (record.get("metrics") or {}).get(key)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise ConfigError(f"{task}: {which}'s item {record.get('doc_id')} has no per-item {key!r} value")
+        have = ", ".join(record.get("metrics") or {}) or "none"
+        raise ConfigError(f"{task}: {which}'s item {record.get('doc_id')} has no per-item {key!r} value (it has: {have})")
     return float(value)
 
 

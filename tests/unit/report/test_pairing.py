@@ -98,6 +98,8 @@ def test_refuses_different_items_shots_gold_and_missing_samples(tmp_path):
     (tmp_path / "d" / "samples_piqa.jsonl").unlink()
     with pytest.raises(ConfigError, match=r"piqa: B \(.*d\) has no samples_piqa.jsonl"):
         pair_runs(*load_runs([a, d]))
+    with pytest.raises(ConfigError, match=r"piqa: A's item 0 has no per-item 'bits' value \(it has: acc, acc_norm, acc_token\)"):
+        pair_runs(*load_runs([a, a]), metrics={"piqa": "bits"})
     with pytest.raises(ConfigError, match="hellaswag: not a task both runs have"):
         pair_runs(*load_runs([a, c]), tasks=["hellaswag"])
 
