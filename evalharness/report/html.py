@@ -12,7 +12,9 @@ from ..resources import resource_dir
 from .charts import bar_chart
 from .gauntlet import GauntletTable
 from .runs import Run
-from .tables import Comparison, format_value
+from .sample_scores import choice_scores
+from .tables import Comparison, format_value, has_stderr
+from .wide import WIDE_CSV_NAME, data_uri, wide_csv
 
 TEMPLATE = "leaderboard.html.jinja"
 PROMPT_CHARS = 3000  # longer prompts (many shots) keep their end, where the question is
@@ -29,13 +31,21 @@ def _cell_view(cell: Any) -> dict[str, Any]:
     """What the template needs for one table cell (`cell` is a row of Comparison.cells, or None)."""
     if cell is None or cell.value != cell.value:  # absent, or NaN
         return {"missing": True, "text": "—", "stderr": "", "sort": "", "best": False, "footnote": 0, "title": "no value"}
-    has_se = cell.kind == "run" and cell.stderr == cell.stderr and cell.stderr is not None
+    has_se = cell.kind == "run" and has_stderr(cell.stderr)
     title = cell.reason
     if cell.kind == "reference":
         shots = "?" if cell.num_fewshot is pd.NA else cell.num_fewshot
         title = "; ".join(x for x in (title, f"{cell.metric}, {shots}-shot, {cell.harness}", cell.source) if x)
+    title = _zero_se_title(cell, title)
     return {"missing": False, "text": f"{cell.value:.3f}", "stderr": f"± {cell.stderr:.3f}" if has_se else "",
             "sort": repr(float(cell.value)), "best": bool(cell.best), "footnote": int(cell.footnote), "title": title}
+
+
+def _zero_se_title(cell: Any, title: str) -> str:
+    """A run's value with a standard error of 0 (every item scored the same) says so instead of '± 0.000'."""
+    if cell.kind == "run" and cell.stderr == 0:
+        return "; ".join(x for x in (title, "every item scored the same: standard error 0") if x)
+    return title
 
 
 def _lookup(comp: Comparison, task: str, column: str, subset: str = "") -> Any:
@@ -83,7 +93,7 @@ def _charts(comp: Comparison) -> list[Any]:
         for col in comp.columns:
             cell = _lookup(comp, task, col.label)
             value = None if cell is None or cell.value != cell.value else float(cell.value)
-            stderr = float(cell.stderr) if cell is not None and col.kind == "run" and cell.stderr == cell.stderr else None
+            stderr = float(cell.stderr) if cell is not None and col.kind == "run" and has_stderr(cell.stderr) else None
             entries.append({"label": col.label, "kind": col.kind, "value": value, "stderr": stderr,
                             "best": bool(cell.best) if cell is not None else False,
                             "footnote": int(cell.footnote) if cell is not None else 0,
@@ -119,16 +129,17 @@ def _sample_view(record: dict[str, Any], metric: str, delimiter: str) -> dict[st
         return text[len(delimiter):] if delimiter and text.startswith(delimiter) else text
 
     predictions = record.get("predictions")
+    view["score_label"] = ""
     if "completions" in record:  # generation: the model's text against the gold answer
         view["generated"] = str(record.get("prediction", ""))
         view["gold"] = str(record.get("gold", ""))
     elif predictions is not None or len(requests) > 1:
         predicted = (predictions or {}).get(metric, record.get("prediction"))
-        logprobs = record.get("logprobs") or []
-        view["choices"] = [{"text": strip(str(r.get("continuation", ""))), "gold": i == record.get("gold"),
-                            "predicted": i == predicted,
-                            "logprob": f"{logprobs[i]:.2f}" if i < len(logprobs) and logprobs[i] is not None else ""}
-                           for i, r in enumerate(requests)]
+        texts = [strip(str(r.get("continuation", ""))) for r in requests]
+        scores, view["score_label"] = choice_scores(record, metric, texts)
+        view["choices"] = [{"text": text, "gold": i == record.get("gold"), "predicted": i == predicted,
+                            "score": f"{scores[i]:.3f}" if scores[i] is not None else ""}
+                           for i, text in enumerate(texts)]
     else:
         greedy = record.get("is_greedy") or [None]
         view["gold"] = str(record.get("gold", strip(str(requests[0].get("continuation", "")))))
@@ -222,7 +233,9 @@ def render_leaderboard(comp: Comparison, runs: list[Run], *, samples_per_task: i
         paired=paired,
         title=title,
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        tasks=[{"name": t, "protocol": comp.protocols[t].describe()} for t in comp.tasks],
+        tasks=[{"name": t, "protocol": comp.protocols[t].describe(), "short": comp.protocols[t].short()}
+               for t in comp.tasks],
+        wide_csv={"name": WIDE_CSV_NAME, "href": data_uri(wide_csv(comp))} if comp.tasks else None,
         board=_board(comp, runs),
         charts=_charts(comp),
         footnotes=comp.footnotes,

@@ -222,11 +222,17 @@ def _footnotes(cells: pd.DataFrame) -> tuple[pd.Series, list[str]]:
 
 # ---- text formats ------------------------------------------------------------------------------
 
+def has_stderr(stderr: float | None) -> bool:
+    """A standard error worth printing: known and above 0 (0 means every item scored the same, e.g. a zero
+    score, where '± 0.000' would claim a precision the items do not give)."""
+    return stderr is not None and not (isinstance(stderr, float) and math.isnan(stderr)) and stderr > 0
+
+
 def format_value(value: float | None, stderr: float | None = None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     text = f"{value:.{digits}f}"
-    if stderr is not None and not (isinstance(stderr, float) and math.isnan(stderr)):
+    if has_stderr(stderr):
         text += f" ± {stderr:.{digits}f}"
     return text
 

@@ -1,0 +1,76 @@
+"""The leaderboard's parts: the wide CSV, standard errors of 0, the samples' per-metric scores, chart label room,
+column headers and --title."""
+
+from __future__ import annotations
+
+import csv
+import io
+from urllib.parse import unquote
+
+from evalharness.report.charts import CHAR_WIDTH, MIN_LABEL_WIDTH, bar_chart, label_width
+from evalharness.report.make import render
+from evalharness.report.protocol import Protocol
+from evalharness.report.references import load_references
+from evalharness.report.runs import label_runs
+from evalharness.report.sample_scores import choice_scores
+from evalharness.report.tables import build_comparison, format_value
+from evalharness.report.wide import data_uri, wide_csv
+from support.report_helpers import make_results
+
+
+def _runs():
+    return label_runs([(make_results("a", {"piqa": {"acc_token": 0.7}, "lambada_openai": {"acc": 0.0, "acc_stderr": 0.0}}), None),
+                       (make_results("b", {"piqa": {"acc_token": 0.6, "acc_token_stderr": 0.02}}), None)])
+
+
+def test_wide_csv_one_line_per_model():
+    comp = build_comparison(_runs(), load_references(), ["gpt3-175b"])
+    rows = list(csv.reader(io.StringIO(wide_csv(comp))))
+    assert rows[0] == ["model", "kind", "piqa acc_token 0-shot", "piqa acc_token 0-shot stderr",
+                       "piqa acc_token 0-shot comparable", "lambada_openai acc 0-shot",
+                       "lambada_openai acc 0-shot stderr", "lambada_openai acc 0-shot comparable"]
+    assert rows[1] == ["a", "ours", "0.7", "0.01", "1", "0.0", "0.0", "1"]
+    assert rows[2] == ["b", "ours", "0.6", "0.02", "1", "", "", ""]
+    gpt3 = rows[3]
+    assert gpt3[:2] == ["GPT-3 175B", "published"] and gpt3[3] == "" and gpt3[4] == "0"  # the paper's protocol
+
+
+def test_data_uri_round_trips():
+    text = "model,x\nA & B,0.5\n"
+    uri = data_uri(text)
+    assert uri.startswith("data:text/csv;charset=utf-8,") and " " not in uri and "\n" not in uri
+    assert unquote(uri.split(",", 1)[1]) == text
+
+
+def test_zero_stderr_is_not_printed():
+    assert format_value(0.0, 0.0) == "0.000"
+    assert format_value(0.5, 0.01) == "0.500 ± 0.010"
+    assert format_value(0.5, float("nan")) == "0.500"
+    md = render(_runs(), fmt="md")
+    assert "± 0.000" not in md and "| 0.000 |" in md
+
+
+def test_choice_scores_follow_the_metric():
+    record = {"logprobs": [-3.0, -4.0], "num_tokens": [1, 4]}
+    texts = ["ab", "abcdefgh"]
+    assert choice_scores(record, "acc", texts) == ([-3.0, -4.0], "log-probability (sum)")
+    assert choice_scores(record, "acc_token", texts) == ([-3.0, -1.0], "log-probability per token")
+    assert choice_scores(record, "acc_norm", texts) == ([-1.5, -0.5], "log-probability per character")
+    assert choice_scores({"logprobs": [-1.0]}, "acc_token", ["x", "y"])[0] == [None, None]
+
+
+def test_chart_labels_get_room():
+    long = "x" * 40
+    assert label_width(["ab"]) == MIN_LABEL_WIDTH
+    assert label_width([long, "ab"]) >= 40 * CHAR_WIDTH
+    entry = {"kind": "run", "value": 0.5, "stderr": None, "best": False, "footnote": 0, "text": "0.500"}
+    chart = bar_chart("t", "acc", [{**entry, "label": long}])
+    assert chart.plot_left == label_width([long]) and chart.width > chart.plot_left + chart.plot_width
+    assert chart.bars[0].label == long
+
+
+def test_headers_and_title():
+    assert Protocol("acc", "macro", 5, frozenset()).short() == "acc (macro) · 5-shot"
+    html = render(_runs(), fmt="html", title="Checkpoint <board>")
+    assert "<title>Checkpoint &lt;board&gt;</title>" in html and "acc_token · 0-shot" in html
+    assert render(_runs(), fmt="md", title="Checkpoints").startswith("**Checkpoints**\n")
