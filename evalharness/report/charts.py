@@ -41,6 +41,7 @@ class Chart:
     plot_width: float = PLOT_WIDTH
     width: float = PLOT_WIDTH
     bar_height: float = BAR_HEIGHT
+    chance_x: float | None = None  # the task's chance level on the axis, when it declares one
 
 
 def label_width(labels: list[str]) -> float:
@@ -56,8 +57,9 @@ def _scale_max(values: list[float]) -> float:
     return math.ceil(top / magnitude) * magnitude
 
 
-def bar_chart(task: str, metric: str, entries: list[dict]) -> Chart:
-    """entries: dicts with label, kind, value, stderr, best, footnote, text (in display order)."""
+def bar_chart(task: str, metric: str, entries: list[dict], baseline: float | None = None) -> Chart:
+    """entries: dicts with label, kind, value, stderr, best, footnote, text (in display order); baseline: the
+    task's chance level, drawn as a mark on the axis."""
     plot_width = PLOT_WIDTH
     left = label_width([e["label"] for e in entries])
     known = [e["value"] for e in entries if e["value"] is not None]
@@ -75,4 +77,5 @@ def bar_chart(task: str, metric: str, entries: list[dict]) -> Chart:
         bars.append(Bar(e["label"], e["kind"], value, se, e["best"], e["footnote"], y, width, lo, hi, e["text"]))
     height = TOP + len(entries) * (BAR_HEIGHT + GAP) + AXIS_HEIGHT
     ticks = [(x(top * f), f"{top * f:g}") for f in (0, 0.25, 0.5, 0.75, 1.0)]
-    return Chart(task, metric, bars, ticks, height, plot_left=left, width=left + plot_width + VALUE_WIDTH)
+    return Chart(task, metric, bars, ticks, height, plot_left=left, width=left + plot_width + VALUE_WIDTH,
+                 chance_x=x(baseline) if baseline is not None else None)

@@ -9,6 +9,7 @@ import jinja2
 import pandas as pd
 
 from ..resources import resource_dir
+from .chance import near_chance
 from .charts import bar_chart
 from .gauntlet import GauntletTable
 from .runs import Run
@@ -27,18 +28,24 @@ def environment() -> jinja2.Environment:
                               lstrip_blocks=True, keep_trailing_newline=True)
 
 
-def _cell_view(cell: Any) -> dict[str, Any]:
-    """What the template needs for one table cell (`cell` is a row of Comparison.cells, or None)."""
+def _cell_view(cell: Any, baseline: float | None = None, higher_is_better: bool = True) -> dict[str, Any]:
+    """What the template needs for one table cell (`cell` is a row of Comparison.cells, or None); `baseline`: the
+    row's chance level, marking a value not clearly above it."""
     if cell is None or cell.value != cell.value:  # absent, or NaN
-        return {"missing": True, "text": "—", "stderr": "", "sort": "", "best": False, "footnote": 0, "title": "no value"}
+        return {"missing": True, "text": "—", "stderr": "", "sort": "", "best": False, "footnote": 0, "title": "no value",
+                "chance": False}
     has_se = cell.kind == "run" and has_stderr(cell.stderr)
     title = cell.reason
     if cell.kind == "reference":
         shots = "?" if cell.num_fewshot is pd.NA else cell.num_fewshot
         title = "; ".join(x for x in (title, f"{cell.metric}, {shots}-shot, {cell.harness}", cell.source) if x)
     title = _zero_se_title(cell, title)
+    chance = near_chance(float(cell.value), cell.stderr if cell.kind == "run" else None, baseline, higher_is_better)
+    if chance:
+        title = "; ".join(x for x in (title, f"not above chance ({baseline:.3f}) by more than its standard error") if x)
     return {"missing": False, "text": f"{cell.value:.3f}", "stderr": f"± {cell.stderr:.3f}" if has_se else "",
-            "sort": repr(float(cell.value)), "best": bool(cell.best), "footnote": int(cell.footnote), "title": title}
+            "sort": repr(float(cell.value)), "best": bool(cell.best), "footnote": int(cell.footnote), "title": title,
+            "chance": chance}
 
 
 def _zero_se_title(cell: Any, title: str) -> str:
@@ -78,7 +85,8 @@ def _board(comp: Comparison, runs: list[Run]) -> list[dict[str, Any]]:
         rows.append({
             "label": col.label, "kind": col.kind,
             "detail": _run_detail(run) if run else _reference_detail(comp, col.label),
-            "cells": [_cell_view(_lookup(comp, t, col.label)) for t in comp.tasks],
+            "cells": [_cell_view(_lookup(comp, t, col.label), comp.baselines.get(t), comp.protocols[t].higher_is_better)
+                      for t in comp.tasks],
             "average": {"text": f"{avg:.3f}" if avg is not None else "—", "sort": repr(avg) if avg is not None else "",
                         "missing": avg is None},
         })
@@ -99,7 +107,7 @@ def _charts(comp: Comparison) -> list[Any]:
                             "footnote": int(cell.footnote) if cell is not None else 0,
                             "text": format_value(value, stderr)})
         p = comp.protocols[task]
-        charts.append(bar_chart(task, p.describe(), entries))
+        charts.append(bar_chart(task, p.describe(), entries, comp.baselines.get(task)))
     return charts
 
 
@@ -214,7 +222,8 @@ def _gauntlet_view(table: GauntletTable | None) -> dict[str, Any] | None:
                                           f"absent: {c.absent}" if c.absent else "", c.source) if x)
             cells.append({"missing": missing, "text": "—" if missing else f"{c.value:.3f}", "stderr": "",
                           "sort": "" if missing else repr(float(c.value)), "best": bool(c.best),
-                          "footnote": int(c.footnote), "title": title or ("no value" if missing else "")})
+                          "footnote": int(c.footnote), "title": title or ("no value" if missing else ""),
+                          "chance": False})
         rows.append({"label": label, "kind": kind, "detail": what, "cells": cells})
     refs = table.cells[(table.cells.kind == "reference") & table.cells.value.notna()]
     sources = [{"source": source, "covers": ", ".join(dict.fromkeys(group.row))}
@@ -233,8 +242,8 @@ def render_leaderboard(comp: Comparison, runs: list[Run], *, samples_per_task: i
         paired=paired,
         title=title,
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        tasks=[{"name": t, "protocol": comp.protocols[t].describe(), "short": comp.protocols[t].short()}
-               for t in comp.tasks],
+        tasks=[{"name": t, "protocol": comp.protocols[t].describe(), "short": comp.protocols[t].short(),
+                "chance": "" if comp.baselines.get(t) is None else f"{comp.baselines[t]:.3f}"} for t in comp.tasks],
         wide_csv={"name": WIDE_CSV_NAME, "href": data_uri(wide_csv(comp))} if comp.tasks else None,
         board=_board(comp, runs),
         charts=_charts(comp),

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 from ..errors import ConfigError
 from ..results import atomic_write_text
+from .chance import with_baselines
 from .gauntlet import GauntletTable, build_gauntlet, gauntlet_models
 from .gauntlet import to_csv as gauntlet_csv
 from .gauntlet import to_markdown as gauntlet_markdown
@@ -89,10 +90,10 @@ def render(runs: list[Run], *, compare: str | Sequence[str] | None = None, refer
             return (f"**{title}**\n\n" if title else "") + gauntlet_markdown(table)
         if fmt == "csv":
             return gauntlet_csv(table)
-        comp = build_comparison(runs, refs, [], overrides)
+        comp = with_baselines(build_comparison(runs, refs, [], overrides), runs)
         return render_leaderboard(comp, runs, samples_per_task=samples, gauntlet_table=table,
                                   title=title or "evalharness gauntlet composites")
-    comp = build_comparison(runs, refs, models, overrides, table_layout)
+    comp = with_baselines(build_comparison(runs, refs, models, overrides, table_layout), runs, table_layout)
     if title:
         comp = replace(comp, title=title)
     if fmt == "md":

@@ -9,7 +9,7 @@ is highlighted when its lead over the second exceeds their combined standard err
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -42,6 +42,7 @@ class Comparison:
     protocols: dict[str, Protocol]
     footnotes: list[str]
     title: str = ""
+    baselines: dict[str, float | None] = field(default_factory=dict)  # row -> chance level (chance.py)
 
     def cell(self, task: str, column: str, subset: str = "") -> pd.Series:
         c = self.cells
@@ -260,18 +261,23 @@ def _md_cell_at(comp: Comparison, task: str, label: str, subset: str = "") -> st
         return "—"
 
 
+def _chance_text(baseline: float | None) -> str:
+    return "" if baseline is None else f"{baseline:.3f}"
+
+
 def to_markdown(comp: Comparison, runs: list[Run] = (), *, subsets: bool = False) -> str:
-    """The table (rows = tasks), then the subset drill-downs if asked, footnotes and sources."""
+    """The table (rows = tasks, with their chance level), then the subset drill-downs if asked, footnotes and
+    sources."""
     labels = [c.label for c in comp.columns]
     lines = []
     for task in comp.tasks:
         p = comp.protocols[task]
         metric = p.metric + (f" ({p.aggregate})" if p.aggregate else "")
         protocol = "/".join(sorted(p.harnesses)) + (f", {p.prompt_format}" if p.prompt_format else "")
-        lines.append([task, metric, str(p.num_fewshot), protocol]
+        lines.append([task, metric, str(p.num_fewshot), _chance_text(comp.baselines.get(task)), protocol]
                      + [_md_cell_at(comp, task, label) for label in labels])
     out = [f"**{comp.title}**", ""] if comp.title else []
-    out += _md_table(["task", "metric", "shots", "protocol", *labels], lines, len(labels))
+    out += _md_table(["task", "metric", "shots", "chance", "protocol", *labels], lines, len(labels))
     for task in comp.tasks if subsets else []:
         names = comp.subsets(task)
         c = comp.cells

@@ -180,13 +180,18 @@ def test_visual_fixes_in_headless_chromium(visual_page, tmp_path):
             page.goto(url, wait_until="load")
             assert page.title() == "Visual checks" and page.locator("h1").inner_text() == "Visual checks"
             heads = page.locator("#board thead th").all_inner_texts()
-            assert "piqa\nacc_token · 0-shot" in [h.strip() for h in heads]
+            assert heads[2].strip().startswith("piqa\nacc_token · 0-shot")
 
             # the zero score: "0.000" and no "± 0.000"
             row = page.locator("#board tbody tr", has=page.locator(f"td.model:has-text('{LONG_LABEL}')"))
             lambada = row.locator("td").nth(2 + 1)  # model, average, piqa, lambada_openai
             assert lambada.locator(".v").inner_text() == "0.000" and lambada.locator(".se").count() == 0
             assert "± 0.000" not in page.locator("#board").inner_text()
+            # chance levels (the shipped tasks' baselines): in the headers, on the zero score, in both charts
+            assert "chance 0.500" in heads[2] and "chance 0.000" in heads[3]
+            assert lambada.locator(".at-chance").inner_text() == "≈ chance"
+            assert row.locator("td").nth(2).locator(".at-chance").count() == 0  # 0.70 ± 0.01 against 0.5
+            assert page.locator("#charts svg line.chance").count() == 2
             assert "0.000 ± 0.000" not in page.locator("#charts").inner_text()
 
             # the wide CSV: a data: URI with one line per model

@@ -74,3 +74,19 @@ def test_headers_and_title():
     html = render(_runs(), fmt="html", title="Checkpoint <board>")
     assert "<title>Checkpoint &lt;board&gt;</title>" in html and "acc_token · 0-shot" in html
     assert render(_runs(), fmt="md", title="Checkpoints").startswith("**Checkpoints**\n")
+
+
+def test_chance_levels():
+    from evalharness.report.chance import near_chance, row_baselines
+
+    runs = _runs()
+    comp = build_comparison(runs, load_references(), [], {"lambada_openai": "acc"})
+    assert row_baselines(runs, comp.protocols) == {"piqa": 0.5, "lambada_openai": 0.0}  # the shipped declarations
+    other = build_comparison(runs, load_references(), [], {"piqa": "acc"})
+    assert row_baselines(runs, other.protocols)["piqa"] is None  # the baseline is the headline metric's
+    assert near_chance(0.51, 0.02, 0.5) and not near_chance(0.53, 0.02, 0.5)
+    assert near_chance(0.5, None, 0.5) and not near_chance(0.51, None, 0.5)
+    assert near_chance(9.0, 0.5, 8.8, higher_is_better=False) and not near_chance(8.0, 0.5, 8.8, higher_is_better=False)
+    assert not near_chance(0.1, 0.0, None)
+    md = render(runs, fmt="md")
+    assert "| piqa | acc_token | 0 | 0.500 | llm-foundry |" in md

@@ -137,7 +137,7 @@ def test_missing_values(refs):
     assert ref_b_lambada.num_fewshot == 5 and "5-shot (row: 0-shot)" in ref_b_lambada.reason
     md = to_markdown(comp, runs)
     line = next(ln for ln in md.splitlines() if ln.startswith("| lambada_openai |"))
-    assert line.split(" | ")[5] == "—"  # the 'partial' column
+    assert line.split(" | ")[6] == "—"  # the 'partial' column
     comp2 = build_comparison(runs, refs, ["ref-a"])
     hella = build_comparison(runs_of(make_results("x", {"hellaswag": {"acc_token": 0.3}})), refs, ["ref-a"])
     assert math.isnan(hella.cell("hellaswag", "Ref A").value)  # ref-a has no hellaswag score
@@ -203,7 +203,7 @@ def test_builtin_references_compare_end_to_end():
                                       "hellaswag": {"acc_token": 0.5}, "mmlu": {"acc": 0.3}, "jeopardy": {"acc": 0.1}}))
     md = render(runs, compare="llama-7b,falcon-7b,gpt3-175b")
     header = md.splitlines()[0]
-    assert header == "| task | metric | shots | protocol | m | LLaMA-7B | Falcon-7B | GPT-3 175B |"
+    assert header == "| task | metric | shots | chance | protocol | m | LLaMA-7B | Falcon-7B | GPT-3 175B |"
     piqa = next(ln for ln in md.splitlines() if ln.startswith("| piqa |"))
     assert "0.785" in piqa and "0.798" in piqa  # LLM Foundry 0-shot, same protocol: unmarked
     assert "**0.798**" in piqa  # Falcon-7B is the best comparable value
@@ -263,4 +263,4 @@ def test_chat_formatted_runs_are_another_protocol(refs):
     chat_first = build_comparison(list(reversed(runs)), refs, ["ref-a"])
     assert chat_first.protocols["piqa"].describe() == "acc_token, 0-shot, llm-foundry, chat mpt-chat ab12cd34 multiturn"
     assert "prompt format plain (row: chat mpt-chat ab12cd34 multiturn)" in chat_first.cell("piqa", "Ref A").reason
-    assert "| piqa | acc_token | 0 | llm-foundry, chat mpt-chat ab12cd34 multiturn |" in to_markdown(chat_first)
+    assert "| piqa | acc_token | 0 |  | llm-foundry, chat mpt-chat ab12cd34 multiturn |" in to_markdown(chat_first)
