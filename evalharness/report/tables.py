@@ -299,7 +299,7 @@ def _legend(comp: Comparison, runs: list[Run]) -> list[str]:
         for run in runs:
             limit = run.data.get("config", {}).get("limit")
             dtype = run.data.get("config", {}).get("dtype") or "?"
-            scope = f"first {limit} items per task (per MMLU subject)" if limit else "all items"
+            scope = f"first {limit} items per task (per MMLU subject, Jeopardy category)" if limit else "all items"
             out.append(f"- {run.label}: {run.data.get('model', {}).get('name', run.label)}, {dtype}, {scope}")
     if comp.footnotes:
         out += ["", "Not comparable with the row's protocol (not ranked):"]
