@@ -1,38 +1,45 @@
-"""Chance level per task row: the random-guess value the task declares (`baseline`, of its headline metric),
-and whether a value is not clearly above it."""
+"""What each task row declares beyond its protocol: its chance level (the random-guess value of the task's
+headline metric, `baseline`) and its category, and whether a value is not clearly above chance."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from .declarations import shipped_declarations
+from .declarations import TaskDeclarations, shipped_declarations
 from .layouts import TableLayout
 from .protocol import Protocol
 from .runs import Run
 from .tables import Comparison, row_source
 
 
-def row_baselines(runs: list[Run], protocols: dict[str, Protocol],
-                  layout: TableLayout | None = None) -> dict[str, float | None]:
-    """Each row's chance level: the baseline declared by the first run that has the task (else by the shipped
-    task of the row's name), when the row shows the declared headline metric; None otherwise."""
-    out: dict[str, float | None] = {}
-    for row, proto in protocols.items():
+def row_declarations(runs: list[Run], protocols: dict[str, Protocol],
+                     layout: TableLayout | None = None) -> dict[str, TaskDeclarations | None]:
+    """Each row's declarations: those of the first run that has the task, else the shipped task of its name."""
+    out: dict[str, TaskDeclarations | None] = {}
+    for row in protocols:
         declared = None
         for run in runs:
             task = row_source(run, row, layout)
             if task is not None:
                 declared = run.declarations(task)
                 break
-        declared = declared or shipped_declarations(row)
-        usable = declared is not None and declared.baseline is not None and declared.headline_metric == proto.metric
-        out[row] = float(declared.baseline) if usable else None
+        out[row] = declared or shipped_declarations(row)
     return out
 
 
+def row_baselines(runs: list[Run], protocols: dict[str, Protocol],
+                  layout: TableLayout | None = None) -> dict[str, float | None]:
+    """Each row's chance level: the declared baseline, when the row shows the declared headline metric."""
+    declared = row_declarations(runs, protocols, layout)
+    return {row: float(d.baseline) if d is not None and d.baseline is not None
+            and d.headline_metric == protocols[row].metric else None for row, d in declared.items()}
+
+
 def with_baselines(comp: Comparison, runs: list[Run], layout: TableLayout | None = None) -> Comparison:
-    """The comparison with each row's chance level filled in."""
-    return replace(comp, baselines=row_baselines(runs, comp.protocols, layout))
+    """The comparison with each row's chance level and category filled in."""
+    declared = row_declarations(runs, comp.protocols, layout)
+    return replace(comp, baselines=row_baselines(runs, comp.protocols, layout),
+                   categories={row: d.category if d is not None else None for row, d in declared.items()})
 
 
 def near_chance(value: float, stderr: float | None, baseline: float | None, higher_is_better: bool = True) -> bool:

@@ -9,6 +9,7 @@ import jinja2
 import pandas as pd
 
 from ..resources import resource_dir
+from .averages import BoardAverages, board_averages
 from .chance import near_chance
 from .charts import bar_chart
 from .gauntlet import GauntletTable
@@ -75,23 +76,30 @@ def _reference_detail(comp: Comparison, column: str) -> str:
     return "source: " + ", ".join(dict.fromkeys(harnesses)) if len(harnesses) else "no published value here"
 
 
-def _board(comp: Comparison, runs: list[Run]) -> list[dict[str, Any]]:
-    """Models x tasks rows, best average first (rows without an average keep their order, at the end)."""
+def _summary_cell(value: float | None, missing_title: str) -> dict[str, Any]:
+    if value is None:
+        return {"text": "—", "sort": "", "missing": True, "title": missing_title}
+    return {"text": f"{value:.3f}", "sort": repr(value), "missing": False, "title": ""}
+
+
+def _board(comp: Comparison, runs: list[Run], summary: BoardAverages) -> list[dict[str, Any]]:
+    """Models x tasks rows, ranked by the composite (else the fair average); rows without one keep their order,
+    at the end."""
     run_by_label = {r.label: r for r in runs}
     rows = []
     for col in comp.columns:
-        avg = comp.average(col.label)
         run = run_by_label.get(col.label)
         rows.append({
             "label": col.label, "kind": col.kind,
             "detail": _run_detail(run) if run else _reference_detail(comp, col.label),
             "cells": [_cell_view(_lookup(comp, t, col.label), comp.baselines.get(t), comp.protocols[t].higher_is_better)
                       for t in comp.tasks],
-            "average": {"text": f"{avg:.3f}" if avg is not None else "—", "sort": repr(avg) if avg is not None else "",
-                        "missing": avg is None},
+            "average": _summary_cell(summary.averages[col.label], "no task has a comparable value in every row"),
+            "composite": _summary_cell(summary.composites[col.label], "no such task has a comparable value in every row"),
+            "key": summary.ranking_key(col.label),
         })
-    with_avg = sorted((r for r in rows if not r["average"]["missing"]), key=lambda r: -float(r["average"]["sort"]))
-    return with_avg + [r for r in rows if r["average"]["missing"]]
+    ranked = sorted((r for r in rows if r["key"] is not None), key=lambda r: -r["key"])
+    return ranked + [r for r in rows if r["key"] is None]
 
 
 def _charts(comp: Comparison) -> list[Any]:
@@ -237,6 +245,7 @@ def render_leaderboard(comp: Comparison, runs: list[Run], *, samples_per_task: i
                        paired: dict[str, Any] | None = None) -> str:
     """The whole page as one string (no external resources); with the gauntlet table and the paired comparison
     of two runs (paired_tables.html_view) when given."""
+    summary = board_averages(comp)
     return environment().get_template(TEMPLATE).render(
         gauntlet=_gauntlet_view(gauntlet_table),
         paired=paired,
@@ -245,7 +254,10 @@ def render_leaderboard(comp: Comparison, runs: list[Run], *, samples_per_task: i
         tasks=[{"name": t, "protocol": comp.protocols[t].describe(), "short": comp.protocols[t].short(),
                 "chance": "" if comp.baselines.get(t) is None else f"{comp.baselines[t]:.3f}"} for t in comp.tasks],
         wide_csv={"name": WIDE_CSV_NAME, "href": data_uri(wide_csv(comp))} if comp.tasks else None,
-        board=_board(comp, runs),
+        board=_board(comp, runs, summary),
+        summary={"coverage": summary.coverage, "tasks": ", ".join(summary.tasks),
+                 "composite": summary.composite_coverage if summary.composite_tasks else "",
+                 "composite_tasks": ", ".join(summary.composite_tasks), "ranked_by_composite": bool(summary.composite_tasks)},
         charts=_charts(comp),
         footnotes=comp.footnotes,
         sources=_sources(comp),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from .averages import board_averages
 from .declarations import shipped_declarations
 from .layouts import TableLayout
 from .protocol import Protocol, differences, results_key, split_metric_key
@@ -43,6 +44,7 @@ class Comparison:
     footnotes: list[str]
     title: str = ""
     baselines: dict[str, float | None] = field(default_factory=dict)  # row -> chance level (chance.py)
+    categories: dict[str, str | None] = field(default_factory=dict)  # row -> declared category (chance.py)
 
     def cell(self, task: str, column: str, subset: str = "") -> pd.Series:
         c = self.cells
@@ -54,14 +56,6 @@ class Comparison:
     def subsets(self, task: str) -> list[str]:
         c = self.cells
         return list(dict.fromkeys(c[(c.task == task) & (c.subset != "")].subset))
-
-    def average(self, column: str) -> float | None:
-        """Mean over all tasks of the column's values; None unless every task has a comparable value."""
-        c = self.cells
-        rows = c[(c.column == column) & (c.subset == "")]
-        if len(rows) != len(self.tasks) or not rows.comparable.all() or rows.value.isna().any():
-            return None
-        return float(rows.value.mean())
 
 
 def row_source(run: Run, row: str, layout: TableLayout | None = None) -> str | None:
@@ -276,6 +270,12 @@ def to_markdown(comp: Comparison, runs: list[Run] = (), *, subsets: bool = False
         protocol = "/".join(sorted(p.harnesses)) + (f", {p.prompt_format}" if p.prompt_format else "")
         lines.append([task, metric, str(p.num_fewshot), _chance_text(comp.baselines.get(task)), protocol]
                      + [_md_cell_at(comp, task, label) for label in labels])
+    summary = board_averages(comp)
+    lines.append(["average", summary.coverage, "", "", ", ".join(summary.tasks) or "no task comparable for every column"]
+                 + [format_value(summary.averages[label]) for label in labels])
+    if summary.composite_tasks:
+        lines.append(["composite", summary.composite_coverage, "", "", "chance subtracted, rescaled, by category"]
+                     + [format_value(summary.composites[label]) for label in labels])
     out = [f"**{comp.title}**", ""] if comp.title else []
     out += _md_table(["task", "metric", "shots", "chance", "protocol", *labels], lines, len(labels))
     for task in comp.tasks if subsets else []:

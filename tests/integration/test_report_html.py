@@ -76,8 +76,10 @@ def test_in_headless_chromium(page_file, tmp_path):
             assert page.evaluate("window.__pwned") is None  # hostile text stayed text
             assert EVIL_PROMPT.split("\n")[0] in page.locator("#samples").text_content()
 
-            # best average first; gamma lacks piqa and the reference is not comparable: no average, at the end
-            assert _board_order(page) == ["beta", EVIL_MODEL, "gamma", "GPT-3 125M"]
+            # no task is comparable in every row (gamma lacks piqa, GPT-3 125M's values are the paper's): no average
+            # (0/2 tasks), and the rows keep their order
+            assert _board_order(page) == [EVIL_MODEL, "beta", "gamma", "GPT-3 125M"]
+            assert page.locator("#board thead th").nth(1).inner_text().split() == ["Average", "0/2", "tasks"]
             # GPT-3 125M's piqa (0.648, the paper's protocol) is footnoted: after the comparable values either way
             page.get_by_role("button", name="piqa").click()
             assert _board_order(page) == [EVIL_MODEL, "beta", "GPT-3 125M", "gamma"]  # descending, missing last
@@ -155,8 +157,7 @@ def visual_page(tmp_path_factory) -> Path:
         "piqa": {"acc_token": 0.70}, "lambada_openai": {"acc": 0.0, "acc_stderr": 0.0}}), {"piqa": [item]})
     beta = write_run(root / "beta", make_results("beta", {"piqa": {"acc_token": 0.60}, "lambada_openai": {"acc": 0.5}}))
     out = root / "visual.html"
-    report([long_run, beta], output=out, compare="mpt-7b,llama-33b,falcon-7b,pythia-12b,gpt3-175b,gpt3-125m",
-           title="Visual checks")
+    report([long_run, beta], output=out, compare="mpt-7b,llama-33b,falcon-7b,pythia-12b", title="Visual checks")
     return out
 
 
@@ -180,17 +181,17 @@ def test_visual_fixes_in_headless_chromium(visual_page, tmp_path):
             page.goto(url, wait_until="load")
             assert page.title() == "Visual checks" and page.locator("h1").inner_text() == "Visual checks"
             heads = page.locator("#board thead th").all_inner_texts()
-            assert heads[2].strip().startswith("piqa\nacc_token · 0-shot")
+            assert heads[3].strip().startswith("piqa\nacc_token · 0-shot")
 
             # the zero score: "0.000" and no "± 0.000"
             row = page.locator("#board tbody tr", has=page.locator(f"td.model:has-text('{LONG_LABEL}')"))
-            lambada = row.locator("td").nth(2 + 1)  # model, average, piqa, lambada_openai
+            lambada = row.locator("td").nth(4)  # model, average, composite, piqa, lambada_openai
             assert lambada.locator(".v").inner_text() == "0.000" and lambada.locator(".se").count() == 0
             assert "± 0.000" not in page.locator("#board").inner_text()
             # chance levels (the shipped tasks' baselines): in the headers, on the zero score, in both charts
-            assert "chance 0.500" in heads[2] and "chance 0.000" in heads[3]
+            assert "chance 0.500" in heads[3] and "chance 0.000" in heads[4]
             assert lambada.locator(".at-chance").inner_text() == "≈ chance"
-            assert row.locator("td").nth(2).locator(".at-chance").count() == 0  # 0.70 ± 0.01 against 0.5
+            assert row.locator("td").nth(3).locator(".at-chance").count() == 0  # 0.70 ± 0.01 against 0.5
             assert page.locator("#charts svg line.chance").count() == 2
             assert "0.000 ± 0.000" not in page.locator("#charts").inner_text()
 
@@ -200,8 +201,18 @@ def test_visual_fixes_in_headless_chromium(visual_page, tmp_path):
             assert href.startswith("data:text/csv;charset=utf-8,") and link.get_attribute("download") == "leaderboard.csv"
             table = list(csv.reader(unquote(href.split(",", 1)[1]).splitlines()))
             assert table[0][:3] == ["model", "kind", "piqa acc_token 0-shot"]
-            assert [r[0] for r in table[1:]] == [LONG_LABEL, "beta", "MPT-7B", "LLaMA-30B", "Falcon-7B", "Pythia-12B",
-                                                 "GPT-3 175B", "GPT-3 125M"]
+            assert [r[0] for r in table[1:]] == [LONG_LABEL, "beta", "MPT-7B", "LLaMA-30B", "Falcon-7B", "Pythia-12B"]
+
+            # every row is comparable on both tasks: average 2/2, composite over piqa (commonsense, chance 0.5)
+            # and lambada (language understanding, chance 0), rows ranked by the composite
+            assert heads[1].split() == ["Average", "2/2", "tasks"] and heads[2].split()[:3] == ["Composite", "2", "tasks,"]
+            shown = []
+            for tr in page.locator("#board tbody tr").all():
+                cells = [float(v) for v in tr.locator("td .v").all_inner_texts()]  # average, composite, piqa, lambada
+                assert cells[0] == pytest.approx((cells[2] + cells[3]) / 2, abs=1e-3)
+                assert cells[1] == pytest.approx(((cells[2] - 0.5) / 0.5 + cells[3]) / 2, abs=2e-3)
+                shown.append(cells[1])
+            assert shown == sorted(shown, reverse=True) and len(shown) == 6
 
             # chart labels whole, their first letter inside the chart
             for label in page.locator("#charts svg text.label").all():

@@ -7,6 +7,8 @@ import csv
 import io
 from urllib.parse import unquote
 
+import pytest
+
 from evalharness.report.charts import CHAR_WIDTH, MIN_LABEL_WIDTH, bar_chart, label_width
 from evalharness.report.make import render
 from evalharness.report.protocol import Protocol
@@ -90,3 +92,37 @@ def test_chance_levels():
     assert not near_chance(0.1, 0.0, None)
     md = render(runs, fmt="md")
     assert "| piqa | acc_token | 0 | 0.500 | llm-foundry |" in md
+
+
+def test_fair_average_and_composite_by_hand():
+    from evalharness.report.averages import board_averages
+    from evalharness.report.chance import with_baselines
+
+    x = make_results("x", {"piqa": {"acc_token": 0.7}, "hellaswag": {"acc_token": 0.55}, "lambada_openai": {"acc": 0.4},
+                           "copa": {"acc": 0.9}})
+    y = make_results("y", {"piqa": {"acc_token": 0.6}, "hellaswag": {"acc_token": 0.4}, "lambada_openai": {"acc": 0.6}})
+    runs = label_runs([(x, None), (y, None)])
+    comp = with_baselines(build_comparison(runs, load_references(), []), runs)
+    summary = board_averages(comp)
+    assert summary.tasks == ["piqa", "hellaswag", "lambada_openai"] and summary.coverage == "3/4 tasks"  # y lacks copa
+    assert summary.averages["x"] == pytest.approx((0.7 + 0.55 + 0.4) / 3)
+    assert summary.averages["y"] == pytest.approx((0.6 + 0.4 + 0.6) / 3)
+    # piqa (commonsense, chance 0.5), hellaswag (chance 0.25) and lambada (chance 0) in language understanding:
+    # x: (0.4 + mean(0.4, 0.4)) / 2 = 0.4; y: (0.2 + mean(0.2, 0.6)) / 2 = 0.3
+    assert summary.categories == ["commonsense_reasoning", "language_understanding"]
+    assert summary.composites["x"] == pytest.approx(0.4) and summary.composites["y"] == pytest.approx(0.3)
+    assert summary.composite_coverage == "3 tasks, 2 categories" and summary.ranking_key("y") == pytest.approx(0.3)
+    md = render(runs, fmt="md")
+    assert "| average | 3/4 tasks |  |  | piqa, hellaswag, lambada_openai | 0.550 | 0.533 |" in md
+    assert "| composite | 3 tasks, 2 categories |  |  | chance subtracted, rescaled, by category | 0.400 | 0.300 |" in md
+
+
+def test_no_fair_task_no_average():
+    from evalharness.report.averages import board_averages
+    from evalharness.report.chance import with_baselines
+
+    runs = _runs()
+    comp = with_baselines(build_comparison(runs, load_references(), ["gpt3-175b"]), runs)  # the paper's protocol
+    summary = board_averages(comp)
+    assert summary.tasks == [] and summary.coverage == "0/2 tasks" and summary.composite_tasks == []
+    assert set(summary.averages.values()) == {None} and summary.ranking_key("a") is None
