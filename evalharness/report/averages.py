@@ -6,12 +6,9 @@ of the categories: evalharness.composite's rule, here over the board's own tasks
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..composite import CompositeDefinition, Declaration, compute
-
-if TYPE_CHECKING:
-    from .tables import Comparison
+from .tables import Comparison, format_value
 
 
 @dataclass(frozen=True)
@@ -81,3 +78,15 @@ def board_averages(comp: Comparison) -> BoardAverages:
         for label in labels:
             composites[label] = compute(definition, _values(comp, label, list(declared)), declared).averages["average"]
     return BoardAverages(tasks, len(comp.tasks), averages, list(declared), categories, composites)
+
+
+def summary_rows(comp: Comparison) -> list[list[str]]:
+    """The markdown table's last lines: the average and (when defined) the composite of each column."""
+    summary = board_averages(comp)
+    labels = [col.label for col in comp.columns]
+    rows = [["average", summary.coverage, "", "", ", ".join(summary.tasks) or "no task comparable for every column"]
+            + [format_value(summary.averages[label]) for label in labels]]
+    if summary.composite_tasks:
+        rows.append(["composite", summary.composite_coverage, "", "", "chance subtracted, rescaled, by category"]
+                    + [format_value(summary.composites[label]) for label in labels])
+    return rows

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 from ..errors import ConfigError
 from ..results import atomic_write_text
+from .averages import summary_rows
 from .chance import with_baselines
 from .gauntlet import GauntletTable, build_gauntlet, gauntlet_models
 from .gauntlet import to_csv as gauntlet_csv
@@ -97,7 +98,7 @@ def render(runs: list[Run], *, compare: str | Sequence[str] | None = None, refer
     if title:
         comp = replace(comp, title=title)
     if fmt == "md":
-        text = to_markdown(comp, runs, subsets=subsets) + "\n"
+        text = to_markdown(comp, runs, subsets=subsets, summary=summary_rows(comp)) + "\n"
         return text + "\n" + paired_markdown(_pair(runs, overrides)) if paired else text
     if fmt == "csv":
         if paired:

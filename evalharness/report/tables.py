@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .averages import board_averages
 from .declarations import shipped_declarations
 from .layouts import TableLayout
 from .protocol import Protocol, differences, results_key, split_metric_key
@@ -259,9 +258,10 @@ def _chance_text(baseline: float | None) -> str:
     return "" if baseline is None else f"{baseline:.3f}"
 
 
-def to_markdown(comp: Comparison, runs: list[Run] = (), *, subsets: bool = False) -> str:
-    """The table (rows = tasks, with their chance level), then the subset drill-downs if asked, footnotes and
-    sources."""
+def to_markdown(comp: Comparison, runs: list[Run] = (), *, subsets: bool = False,
+                summary: list[list[str]] = ()) -> str:
+    """The table (rows = tasks, with their chance level; then the `summary` lines, e.g. averages.summary_rows),
+    then the subset drill-downs if asked, footnotes and sources."""
     labels = [c.label for c in comp.columns]
     lines = []
     for task in comp.tasks:
@@ -270,12 +270,7 @@ def to_markdown(comp: Comparison, runs: list[Run] = (), *, subsets: bool = False
         protocol = "/".join(sorted(p.harnesses)) + (f", {p.prompt_format}" if p.prompt_format else "")
         lines.append([task, metric, str(p.num_fewshot), _chance_text(comp.baselines.get(task)), protocol]
                      + [_md_cell_at(comp, task, label) for label in labels])
-    summary = board_averages(comp)
-    lines.append(["average", summary.coverage, "", "", ", ".join(summary.tasks) or "no task comparable for every column"]
-                 + [format_value(summary.averages[label]) for label in labels])
-    if summary.composite_tasks:
-        lines.append(["composite", summary.composite_coverage, "", "", "chance subtracted, rescaled, by category"]
-                     + [format_value(summary.composites[label]) for label in labels])
+    lines += [list(line) for line in summary]
     out = [f"**{comp.title}**", ""] if comp.title else []
     out += _md_table(["task", "metric", "shots", "chance", "protocol", *labels], lines, len(labels))
     for task in comp.tasks if subsets else []:
