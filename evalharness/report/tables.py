@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from .coverage import partial_subsets
 from .declarations import shipped_declarations
 from .layouts import TableLayout
 from .protocol import Protocol, differences, results_key, split_metric_key
@@ -110,6 +111,9 @@ def _run_cells(run: Run, task: str, row: Protocol, layout: TableLayout | None = 
     proto = Protocol(row.metric, row.aggregate, run.num_fewshot(source or task), row.harnesses,
                      prompt_format=run.prompt_format(source) if source is not None else "")
     reasons = differences(row, proto)
+    partial = partial_subsets(run, source, row.aggregate) if source is not None else ""
+    if partial:
+        reasons.append(partial)
     if source is not None and source != task:
         reasons.insert(0, f"our task {source}: {layout.run_tasks[task][source]}" if layout else source)
     base = {"task": task, "column": run.label, "kind": "run", "model": run.label, "metric": row.metric,
@@ -294,7 +298,7 @@ def _legend(comp: Comparison, runs: list[Run]) -> list[str]:
         for run in runs:
             limit = run.data.get("config", {}).get("limit")
             dtype = run.data.get("config", {}).get("dtype") or "?"
-            scope = f"first {limit} items per task (per MMLU subject, Jeopardy category)" if limit else "all items"
+            scope = f"first {limit} items per task (of each subset where the task takes them so)" if limit else "all items"
             out.append(f"- {run.label}: {run.data.get('model', {}).get('name', run.label)}, {dtype}, {scope}")
     if comp.footnotes:
         out += ["", "Not comparable with the row's protocol (not ranked):"]

@@ -126,3 +126,18 @@ def test_no_fair_task_no_average():
     summary = board_averages(comp)
     assert summary.tasks == [] and summary.coverage == "0/2 tasks" and summary.composite_tasks == []
     assert set(summary.averages.values()) == {None} and summary.ranking_key("a") is None
+
+
+def test_limited_jeopardy_over_fewer_categories_is_marked():
+    """A --limit run written before Jeopardy's items were taken per category averages one category: footnoted and
+    not ranked beside LLM Foundry's five-category average; a run that records per-category limits is not."""
+    groups = {"jeopardy": {"world_history": {"acc": 0.1, "acc_stderr": 0.05, "n": 30}}}
+    old = make_results("old", {"jeopardy": {"acc": 0.1, "num_subsets": 1}}, groups=groups, limit=30)
+    new = make_results("new", {"jeopardy": {"acc": 0.1, "num_subsets": 5}}, groups=groups, limit=30)
+    new["tasks"]["jeopardy"]["limit_per_subset"] = True
+    full = make_results("full", {"jeopardy": {"acc": 0.1, "num_subsets": 5}}, groups=groups)
+    comp = build_comparison(label_runs([(old, None), (new, None), (full, None)]), load_references(), ["mpt-7b"])
+    cell = comp.cell("jeopardy", "old")
+    assert not cell.comparable and "a macro average over 1 subset, not all of them" in cell.reason
+    assert comp.cell("jeopardy", "new").comparable and comp.cell("jeopardy", "full").comparable
+    assert comp.cell("jeopardy", "MPT-7B").comparable
