@@ -30,6 +30,19 @@ def test_report_markdown_to_stdout(two_runs):
     assert "Not comparable with the row's protocol" in proc.stdout
 
 
+
+def test_report_title_and_alias(two_runs):
+    root, a, b = two_runs
+    proc = cli("report", str(a), str(b), "--compare", "llama-33b", "--title", "Checkpoints <1 & 2>", "-o",
+               str(root / "t.html"), cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    html = (root / "t.html").read_text(encoding="utf-8")
+    assert "<title>Checkpoints &lt;1 &amp; 2&gt;</title>" in html and "LLaMA-30B" in html
+    proc = cli("report", str(a), "--title", "Checkpoints", cwd=root)
+    assert proc.returncode == 0 and proc.stdout.startswith("**Checkpoints**\n")
+    assert "| average | 2/2 tasks |" in proc.stdout
+
+
 def test_report_csv_and_html_files(two_runs):
     root, a, b = two_runs
     proc = cli("report", str(a), str(b), "--format", "csv", "--output", str(root / "table.csv"), cwd=root)
