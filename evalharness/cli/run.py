@@ -23,7 +23,7 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--tasks", help="comma-separated task names (or suite names)")
     g.add_argument("--include-path", action="append", default=[], metavar="DIR",
                    help="a folder of your own task YAMLs (and their templates) (repeatable; also $EVALHARNESS_TASKS_PATH)")
-    g.add_argument("--limit", type=int, help="only the first N items of each task (of each MMLU subject)")
+    g.add_argument("--limit", type=int, help="only the first N items of each task (of each MMLU subject, Jeopardy category)")
     g.add_argument("--num-fewshot", type=int, help="number of in-context examples (default: the suite's if it sets one, else each task's)")
     g.add_argument("--data-dir", help="benchmark data folder (default: $EVALHARNESS_DATA_DIR)")
     g.add_argument("--output-dir", help="where results.json and samples_<task>.jsonl go (default: results/<model>_<time>)")

@@ -9,10 +9,14 @@ import jinja2
 import pandas as pd
 
 from ..resources import resource_dir
+from .averages import BoardAverages, board_averages
+from .chance import near_chance
 from .charts import bar_chart
 from .gauntlet import GauntletTable
 from .runs import Run
-from .tables import Comparison, format_value
+from .sample_scores import choice_scores
+from .tables import Comparison, format_value, has_stderr
+from .wide import WIDE_CSV_NAME, data_uri, wide_csv
 
 TEMPLATE = "leaderboard.html.jinja"
 PROMPT_CHARS = 3000  # longer prompts (many shots) keep their end, where the question is
@@ -25,17 +29,31 @@ def environment() -> jinja2.Environment:
                               lstrip_blocks=True, keep_trailing_newline=True)
 
 
-def _cell_view(cell: Any) -> dict[str, Any]:
-    """What the template needs for one table cell (`cell` is a row of Comparison.cells, or None)."""
+def _cell_view(cell: Any, baseline: float | None = None, higher_is_better: bool = True) -> dict[str, Any]:
+    """What the template needs for one table cell (`cell` is a row of Comparison.cells, or None); `baseline`: the
+    row's chance level, marking a value not clearly above it."""
     if cell is None or cell.value != cell.value:  # absent, or NaN
-        return {"missing": True, "text": "—", "stderr": "", "sort": "", "best": False, "footnote": 0, "title": "no value"}
-    has_se = cell.kind == "run" and cell.stderr == cell.stderr and cell.stderr is not None
+        return {"missing": True, "text": "—", "stderr": "", "sort": "", "best": False, "footnote": 0, "title": "no value",
+                "chance": False}
+    has_se = cell.kind == "run" and has_stderr(cell.stderr)
     title = cell.reason
     if cell.kind == "reference":
         shots = "?" if cell.num_fewshot is pd.NA else cell.num_fewshot
         title = "; ".join(x for x in (title, f"{cell.metric}, {shots}-shot, {cell.harness}", cell.source) if x)
+    title = _zero_se_title(cell, title)
+    chance = near_chance(float(cell.value), cell.stderr if cell.kind == "run" else None, baseline, higher_is_better)
+    if chance:
+        title = "; ".join(x for x in (title, f"not above chance ({baseline:.3f}) by more than its standard error") if x)
     return {"missing": False, "text": f"{cell.value:.3f}", "stderr": f"± {cell.stderr:.3f}" if has_se else "",
-            "sort": repr(float(cell.value)), "best": bool(cell.best), "footnote": int(cell.footnote), "title": title}
+            "sort": repr(float(cell.value)), "best": bool(cell.best), "footnote": int(cell.footnote), "title": title,
+            "chance": chance}
+
+
+def _zero_se_title(cell: Any, title: str) -> str:
+    """A run's value with a standard error of 0 (every item scored the same) says so instead of '± 0.000'."""
+    if cell.kind == "run" and cell.stderr == 0:
+        return "; ".join(x for x in (title, "every item scored the same: standard error 0") if x)
+    return title
 
 
 def _lookup(comp: Comparison, task: str, column: str, subset: str = "") -> Any:
@@ -58,22 +76,30 @@ def _reference_detail(comp: Comparison, column: str) -> str:
     return "source: " + ", ".join(dict.fromkeys(harnesses)) if len(harnesses) else "no published value here"
 
 
-def _board(comp: Comparison, runs: list[Run]) -> list[dict[str, Any]]:
-    """Models x tasks rows, best average first (rows without an average keep their order, at the end)."""
+def _summary_cell(value: float | None, missing_title: str) -> dict[str, Any]:
+    if value is None:
+        return {"text": "—", "sort": "", "missing": True, "title": missing_title}
+    return {"text": f"{value:.3f}", "sort": repr(value), "missing": False, "title": ""}
+
+
+def _board(comp: Comparison, runs: list[Run], summary: BoardAverages) -> list[dict[str, Any]]:
+    """Models x tasks rows, ranked by the composite (else the fair average); rows without one keep their order,
+    at the end."""
     run_by_label = {r.label: r for r in runs}
     rows = []
     for col in comp.columns:
-        avg = comp.average(col.label)
         run = run_by_label.get(col.label)
         rows.append({
             "label": col.label, "kind": col.kind,
             "detail": _run_detail(run) if run else _reference_detail(comp, col.label),
-            "cells": [_cell_view(_lookup(comp, t, col.label)) for t in comp.tasks],
-            "average": {"text": f"{avg:.3f}" if avg is not None else "—", "sort": repr(avg) if avg is not None else "",
-                        "missing": avg is None},
+            "cells": [_cell_view(_lookup(comp, t, col.label), comp.baselines.get(t), comp.protocols[t].higher_is_better)
+                      for t in comp.tasks],
+            "average": _summary_cell(summary.averages[col.label], "no task has a comparable value in every row"),
+            "composite": _summary_cell(summary.composites[col.label], "no such task has a comparable value in every row"),
+            "key": summary.ranking_key(col.label),
         })
-    with_avg = sorted((r for r in rows if not r["average"]["missing"]), key=lambda r: -float(r["average"]["sort"]))
-    return with_avg + [r for r in rows if r["average"]["missing"]]
+    ranked = sorted((r for r in rows if r["key"] is not None), key=lambda r: -r["key"])
+    return ranked + [r for r in rows if r["key"] is None]
 
 
 def _charts(comp: Comparison) -> list[Any]:
@@ -83,13 +109,13 @@ def _charts(comp: Comparison) -> list[Any]:
         for col in comp.columns:
             cell = _lookup(comp, task, col.label)
             value = None if cell is None or cell.value != cell.value else float(cell.value)
-            stderr = float(cell.stderr) if cell is not None and col.kind == "run" and cell.stderr == cell.stderr else None
+            stderr = float(cell.stderr) if cell is not None and col.kind == "run" and has_stderr(cell.stderr) else None
             entries.append({"label": col.label, "kind": col.kind, "value": value, "stderr": stderr,
                             "best": bool(cell.best) if cell is not None else False,
                             "footnote": int(cell.footnote) if cell is not None else 0,
                             "text": format_value(value, stderr)})
         p = comp.protocols[task]
-        charts.append(bar_chart(task, p.describe(), entries))
+        charts.append(bar_chart(task, p.describe(), entries, comp.baselines.get(task)))
     return charts
 
 
@@ -119,16 +145,17 @@ def _sample_view(record: dict[str, Any], metric: str, delimiter: str) -> dict[st
         return text[len(delimiter):] if delimiter and text.startswith(delimiter) else text
 
     predictions = record.get("predictions")
+    view["score_label"] = ""
     if "completions" in record:  # generation: the model's text against the gold answer
         view["generated"] = str(record.get("prediction", ""))
         view["gold"] = str(record.get("gold", ""))
     elif predictions is not None or len(requests) > 1:
         predicted = (predictions or {}).get(metric, record.get("prediction"))
-        logprobs = record.get("logprobs") or []
-        view["choices"] = [{"text": strip(str(r.get("continuation", ""))), "gold": i == record.get("gold"),
-                            "predicted": i == predicted,
-                            "logprob": f"{logprobs[i]:.2f}" if i < len(logprobs) and logprobs[i] is not None else ""}
-                           for i, r in enumerate(requests)]
+        texts = [strip(str(r.get("continuation", ""))) for r in requests]
+        scores, view["score_label"] = choice_scores(record, metric, texts)
+        view["choices"] = [{"text": text, "gold": i == record.get("gold"), "predicted": i == predicted,
+                            "score": f"{scores[i]:.3f}" if scores[i] is not None else ""}
+                           for i, text in enumerate(texts)]
     else:
         greedy = record.get("is_greedy") or [None]
         view["gold"] = str(record.get("gold", strip(str(requests[0].get("continuation", "")))))
@@ -203,7 +230,8 @@ def _gauntlet_view(table: GauntletTable | None) -> dict[str, Any] | None:
                                           f"absent: {c.absent}" if c.absent else "", c.source) if x)
             cells.append({"missing": missing, "text": "—" if missing else f"{c.value:.3f}", "stderr": "",
                           "sort": "" if missing else repr(float(c.value)), "best": bool(c.best),
-                          "footnote": int(c.footnote), "title": title or ("no value" if missing else "")})
+                          "footnote": int(c.footnote), "title": title or ("no value" if missing else ""),
+                          "chance": False})
         rows.append({"label": label, "kind": kind, "detail": what, "cells": cells})
     refs = table.cells[(table.cells.kind == "reference") & table.cells.value.notna()]
     sources = [{"source": source, "covers": ", ".join(dict.fromkeys(group.row))}
@@ -217,13 +245,19 @@ def render_leaderboard(comp: Comparison, runs: list[Run], *, samples_per_task: i
                        paired: dict[str, Any] | None = None) -> str:
     """The whole page as one string (no external resources); with the gauntlet table and the paired comparison
     of two runs (paired_tables.html_view) when given."""
+    summary = board_averages(comp)
     return environment().get_template(TEMPLATE).render(
         gauntlet=_gauntlet_view(gauntlet_table),
         paired=paired,
         title=title,
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        tasks=[{"name": t, "protocol": comp.protocols[t].describe()} for t in comp.tasks],
-        board=_board(comp, runs),
+        tasks=[{"name": t, "protocol": comp.protocols[t].describe(), "short": comp.protocols[t].short(),
+                "chance": "" if comp.baselines.get(t) is None else f"{comp.baselines[t]:.3f}"} for t in comp.tasks],
+        wide_csv={"name": WIDE_CSV_NAME, "href": data_uri(wide_csv(comp))} if comp.tasks else None,
+        board=_board(comp, runs, summary),
+        summary={"coverage": summary.coverage, "tasks": ", ".join(summary.tasks),
+                 "composite": summary.composite_coverage if summary.composite_tasks else "",
+                 "composite_tasks": ", ".join(summary.composite_tasks), "ranked_by_composite": bool(summary.composite_tasks)},
         charts=_charts(comp),
         footnotes=comp.footnotes,
         sources=_sources(comp),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import ConfigError
 from ..results import atomic_write_text
+from .averages import summary_rows
+from .chance import with_baselines
 from .gauntlet import GauntletTable, build_gauntlet, gauntlet_models
 from .gauntlet import to_csv as gauntlet_csv
 from .gauntlet import to_markdown as gauntlet_markdown
@@ -55,7 +58,7 @@ def infer_format(fmt: str | None, output: str | Path | None) -> str:
 
 def render(runs: list[Run], *, compare: str | Sequence[str] | None = None, references: Sequence[str | Path] = (),
            metrics: str | Sequence[str] | dict[str, str] | None = None, fmt: str = "md", subsets: bool = False,
-           samples: int = 3, layout: str | None = None, paired: bool | None = None) -> str:
+           samples: int = 3, layout: str | None = None, paired: bool | None = None, title: str | None = None) -> str:
     """The comparison of `runs` with the `compare` models' published scores, as md, csv or html.
 
     paired (html): the item-by-item comparison of two runs (`evalharness compare`'s table): True requires it (an
@@ -63,6 +66,8 @@ def render(runs: list[Run], *, compare: str | Sequence[str] | None = None, refer
 
     layout: a table shape from reports/layouts.yaml (its rows and published models; `compare` adds models), or
     "gauntlet": models x gauntlet categories (the `compare` models, else every model with published composites).
+
+    title: the page's title (md: a bold first line) instead of the layout's or the default.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")
@@ -83,15 +88,17 @@ def render(runs: list[Run], *, compare: str | Sequence[str] | None = None, refer
     if layout == GAUNTLET:
         table = build_gauntlet(runs, refs, models or None)
         if fmt == "md":
-            return gauntlet_markdown(table)
+            return (f"**{title}**\n\n" if title else "") + gauntlet_markdown(table)
         if fmt == "csv":
             return gauntlet_csv(table)
-        comp = build_comparison(runs, refs, [], overrides)
+        comp = with_baselines(build_comparison(runs, refs, [], overrides), runs)
         return render_leaderboard(comp, runs, samples_per_task=samples, gauntlet_table=table,
-                                  title="evalharness gauntlet composites")
-    comp = build_comparison(runs, refs, models, overrides, table_layout)
+                                  title=title or "evalharness gauntlet composites")
+    comp = with_baselines(build_comparison(runs, refs, models, overrides, table_layout), runs, table_layout)
+    if title:
+        comp = replace(comp, title=title)
     if fmt == "md":
-        text = to_markdown(comp, runs, subsets=subsets) + "\n"
+        text = to_markdown(comp, runs, subsets=subsets, summary=summary_rows(comp)) + "\n"
         return text + "\n" + paired_markdown(_pair(runs, overrides)) if paired else text
     if fmt == "csv":
         if paired:

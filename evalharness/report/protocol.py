@@ -24,6 +24,12 @@ class Protocol:
     higher_is_better: bool = True
     prompt_format: str = ""
 
+    def short(self) -> str:
+        """A column header's second line: 'acc_token (macro) · 0-shot'."""
+        agg = f" ({self.aggregate})" if self.aggregate else ""
+        shots = "?" if self.num_fewshot is None else str(self.num_fewshot)
+        return f"{self.metric}{agg} · {shots}-shot"
+
     def describe(self) -> str:
         agg = f" ({self.aggregate})" if self.aggregate else ""
         shots = "?" if self.num_fewshot is None else str(self.num_fewshot)

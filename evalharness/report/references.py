@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..resources import resource_dir
+from .aliases import resolve_alias
 from .protocol import AGGREGATES, Protocol
 
 REQUIRED = ("model", "task", "metric", "num_fewshot", "value", "source")
@@ -100,11 +101,14 @@ def load_references(extra: list[Path | str] | tuple[Path | str, ...] = (), *, bu
 
 
 def check_models(names: list[str], references: list[Reference]) -> list[str]:
-    """Lower-cased model names, each known to the references; else a ConfigError with suggestions."""
+    """Lower-cased model names (an alias such as llama-33b resolved), each known to the references; else a
+    ConfigError with suggestions."""
     known = list(dict.fromkeys(r.model for r in references))
     out = []
     for name in names:
         key = name.strip().lower()
+        if key not in known:
+            key = resolve_alias(key)
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""

@@ -9,10 +9,11 @@ is highlighted when its lead over the second exceeds their combined standard err
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
+from .coverage import partial_subsets
 from .declarations import shipped_declarations
 from .layouts import TableLayout
 from .protocol import Protocol, differences, results_key, split_metric_key
@@ -42,6 +43,8 @@ class Comparison:
     protocols: dict[str, Protocol]
     footnotes: list[str]
     title: str = ""
+    baselines: dict[str, float | None] = field(default_factory=dict)  # row -> chance level (chance.py)
+    categories: dict[str, str | None] = field(default_factory=dict)  # row -> declared category (chance.py)
 
     def cell(self, task: str, column: str, subset: str = "") -> pd.Series:
         c = self.cells
@@ -53,14 +56,6 @@ class Comparison:
     def subsets(self, task: str) -> list[str]:
         c = self.cells
         return list(dict.fromkeys(c[(c.task == task) & (c.subset != "")].subset))
-
-    def average(self, column: str) -> float | None:
-        """Mean over all tasks of the column's values; None unless every task has a comparable value."""
-        c = self.cells
-        rows = c[(c.column == column) & (c.subset == "")]
-        if len(rows) != len(self.tasks) or not rows.comparable.all() or rows.value.isna().any():
-            return None
-        return float(rows.value.mean())
 
 
 def row_source(run: Run, row: str, layout: TableLayout | None = None) -> str | None:
@@ -116,6 +111,9 @@ def _run_cells(run: Run, task: str, row: Protocol, layout: TableLayout | None = 
     proto = Protocol(row.metric, row.aggregate, run.num_fewshot(source or task), row.harnesses,
                      prompt_format=run.prompt_format(source) if source is not None else "")
     reasons = differences(row, proto)
+    partial = partial_subsets(run, source, row.aggregate) if source is not None else ""
+    if partial:
+        reasons.append(partial)
     if source is not None and source != task:
         reasons.insert(0, f"our task {source}: {layout.run_tasks[task][source]}" if layout else source)
     base = {"task": task, "column": run.label, "kind": "run", "model": run.label, "metric": row.metric,
@@ -222,11 +220,17 @@ def _footnotes(cells: pd.DataFrame) -> tuple[pd.Series, list[str]]:
 
 # ---- text formats ------------------------------------------------------------------------------
 
+def has_stderr(stderr: float | None) -> bool:
+    """A standard error worth printing: known and above 0 (0 means every item scored the same, e.g. a zero
+    score, where '± 0.000' would claim a precision the items do not give)."""
+    return stderr is not None and not (isinstance(stderr, float) and math.isnan(stderr)) and stderr > 0
+
+
 def format_value(value: float | None, stderr: float | None = None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     text = f"{value:.{digits}f}"
-    if stderr is not None and not (isinstance(stderr, float) and math.isnan(stderr)):
+    if has_stderr(stderr):
         text += f" ± {stderr:.{digits}f}"
     return text
 
@@ -254,18 +258,25 @@ def _md_cell_at(comp: Comparison, task: str, label: str, subset: str = "") -> st
         return "—"
 
 
-def to_markdown(comp: Comparison, runs: list[Run] = (), *, subsets: bool = False) -> str:
-    """The table (rows = tasks), then the subset drill-downs if asked, footnotes and sources."""
+def _chance_text(baseline: float | None) -> str:
+    return "" if baseline is None else f"{baseline:.3f}"
+
+
+def to_markdown(comp: Comparison, runs: list[Run] = (), *, subsets: bool = False,
+                summary: list[list[str]] = ()) -> str:
+    """The table (rows = tasks, with their chance level; then the `summary` lines, e.g. averages.summary_rows),
+    then the subset drill-downs if asked, footnotes and sources."""
     labels = [c.label for c in comp.columns]
     lines = []
     for task in comp.tasks:
         p = comp.protocols[task]
         metric = p.metric + (f" ({p.aggregate})" if p.aggregate else "")
         protocol = "/".join(sorted(p.harnesses)) + (f", {p.prompt_format}" if p.prompt_format else "")
-        lines.append([task, metric, str(p.num_fewshot), protocol]
+        lines.append([task, metric, str(p.num_fewshot), _chance_text(comp.baselines.get(task)), protocol]
                      + [_md_cell_at(comp, task, label) for label in labels])
+    lines += [list(line) for line in summary]
     out = [f"**{comp.title}**", ""] if comp.title else []
-    out += _md_table(["task", "metric", "shots", "protocol", *labels], lines, len(labels))
+    out += _md_table(["task", "metric", "shots", "chance", "protocol", *labels], lines, len(labels))
     for task in comp.tasks if subsets else []:
         names = comp.subsets(task)
         c = comp.cells
@@ -287,7 +298,7 @@ def _legend(comp: Comparison, runs: list[Run]) -> list[str]:
         for run in runs:
             limit = run.data.get("config", {}).get("limit")
             dtype = run.data.get("config", {}).get("dtype") or "?"
-            scope = f"first {limit} items per task (per MMLU subject)" if limit else "all items"
+            scope = f"first {limit} items per task (of each subset where the task takes them so)" if limit else "all items"
             out.append(f"- {run.label}: {run.data.get('model', {}).get('name', run.label)}, {dtype}, {scope}")
     if comp.footnotes:
         out += ["", "Not comparable with the row's protocol (not ranked):"]

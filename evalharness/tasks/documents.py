@@ -37,7 +37,7 @@ class DocumentSet:
     docs: list[Document]
     fewshot_docs: dict[str | None, list[Document]] | None  # per subset, from a separate few-shot split
     files: dict[str, str]  # relative file name -> sha256, the data fingerprint
-    limit_per_subset: bool = False  # --limit N takes the first N of each subset (MMLU) instead of the file
+    limit_per_subset: bool = False  # --limit N takes the first N of each subset (MMLU, Jeopardy) instead of the file
 
 
 def _sha256(path: Path) -> str:
@@ -45,13 +45,14 @@ def _sha256(path: Path) -> str:
 
 
 def _rows_file(loader: Callable[[Path], list[Any]]) -> Callable[[Path | None, DatasetSpec], DocumentSet]:
-    """A format whose one file holds all rows; rows with a `category` are grouped by it."""
+    """A format whose one file holds all rows; rows with a `category` are grouped by it (and `--limit` is per
+    category when the spec says `limit_per_subset`)."""
 
     def read(data_dir: Path | None, spec: DatasetSpec) -> DocumentSet:
         path = data_file(data_dir, spec.path)
         rows = loader(path)
         docs = [Document(i, getattr(row, "category", None), row) for i, row in enumerate(rows)]
-        return DocumentSet(docs, None, {spec.path: _sha256(path)})
+        return DocumentSet(docs, None, {spec.path: _sha256(path)}, limit_per_subset=spec.limit_per_subset)
 
     return read
 

@@ -33,6 +33,7 @@ class DatasetSpec:
     split: str | None = None
     fewshot_split: str | None = None
     subsets: tuple[str, ...] | None = None
+    limit_per_subset: bool = False  # --limit N takes the first N of each subset (category), not of the file
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,14 @@ def _require(raw: dict[str, Any], key: str, where: str) -> Any:
     return raw[key]
 
 
+def _flag(raw: dict[str, Any], key: str, where: str) -> bool:
+    """An optional true/false field (default false)."""
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: field {key!r} must be true or false, got {value!r}")
+    return value
+
+
 KNOWN_FIELDS = frozenset({
     "name", "description", "output_type", "dataset", "prompt", "metrics", "target_delimiter", "fewshot_delimiter",
     "fewshot_seed", "num_fewshot", "group_by_subset", "headline", "subset_average", "baseline", "category", "extra",
@@ -205,6 +214,7 @@ def parse_task_spec(raw: Any, where: str, origin: str = "shipped") -> TaskSpec:
             split=ds.get("split"),
             fewshot_split=ds.get("fewshot_split"),
             subsets=tuple(subsets) if subsets else None,
+            limit_per_subset=_flag(ds, "limit_per_subset", f"{where}: dataset"),
         )
         prompt = PromptSpec(**pr)
     except TypeError as exc:

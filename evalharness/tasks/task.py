@@ -182,7 +182,8 @@ class Task:
         return out
 
     def selected_documents(self, limit: int | None) -> list[Document]:
-        """The documents to evaluate: all, or the first `limit` of the file (of each subset for MMLU)."""
+        """The documents to evaluate: all, or the first `limit` of the file (of each subset for MMLU, Jeopardy:
+        the dataset's `limit_per_subset`), in file order."""
         docs = self.documents.docs
         if limit is None:
             return list(docs)

@@ -1,4 +1,5 @@
-// Sortable tables: click a header to sort by it (numbers descending first); cells without a value go last.
+// Sortable tables: click a header to sort by it (numbers descending first); footnoted values after the comparable
+// ones, cells without a value last.
 (function () {
   "use strict";
   function sortTable(table, th) {
@@ -12,10 +13,18 @@
     th.setAttribute("aria-sort", dir);
     var body = table.tBodies[0];
     var rows = Array.prototype.slice.call(body.rows);
+    // Groups stay apart in either direction: comparable values, then footnoted ones (another protocol, not
+    // ranked), then empty cells.
+    function group(cell) {
+      if ((cell.getAttribute("data-value") || "") === "") { return 2; }
+      return parseInt(cell.getAttribute("data-group") || "0", 10);
+    }
     rows.sort(function (a, b) {
       var ka = a.cells[col].getAttribute("data-value") || "";
       var kb = b.cells[col].getAttribute("data-value") || "";
-      if (ka === "" || kb === "") { return (ka === "") - (kb === ""); }
+      var ga = group(a.cells[col]), gb = group(b.cells[col]);
+      if (ga !== gb) { return ga - gb; }
+      if (ka === "" || kb === "") { return 0; }
       var c = numeric ? parseFloat(ka) - parseFloat(kb) : ka.localeCompare(kb);
       return dir === "ascending" ? c : -c;
     });

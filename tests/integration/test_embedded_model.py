@@ -27,7 +27,7 @@ EXPECTED = {
     "lambada_openai": [0, 0, 1, 1, 0, 0, 1, 1],
     "piqa": [0, 0, 0, 1, 0, 1, 1, 0],
     "hellaswag": [2, 1, 2, 0, 1, 2, 1, 3],
-    "jeopardy": [0, 0, 0, 0, 0, 0, 0, 0],
+    "jeopardy": [0, 0, 0, 0, 0, 0, 0, 0],  # the first category's (world_history) first 8 items
     "mmlu": {
         "abstract_algebra": [0, 0, 0, 0, 0, 0, 0, 0],
         "high_school_geography": [3, 0, 0, 0, 0, 3, 0, 0],
@@ -66,10 +66,18 @@ def _predictions(rows):
     return [r["prediction"] if r["prediction"] is not None else int(r["metrics"]["acc"]) for r in rows]
 
 
-@pytest.mark.parametrize("task", ["lambada_openai", "piqa", "hellaswag", "jeopardy"])
+@pytest.mark.parametrize("task", ["lambada_openai", "piqa", "hellaswag"])
 def test_predictions_on_real_items(run, task):
     _, samples = run
     assert _predictions(samples[task]) == EXPECTED[task]
+
+
+def test_jeopardy_limit_takes_every_category(run):
+    """--limit 8 takes the first 8 items of each of the five categories (as MMLU's per subject)."""
+    out, samples = run
+    rows = samples["jeopardy"]
+    assert len(rows) == 40 and out["results"]["jeopardy"]["num_subsets"] == 5
+    assert _predictions([r for r in rows if r["subset"] == rows[0]["subset"]]) == EXPECTED["jeopardy"]
 
 
 def test_mmlu_predictions_per_subject(run):

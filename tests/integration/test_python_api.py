@@ -100,3 +100,6 @@ def test_run_from_python_writes_what_the_cli_writes(tmp_path, tiny_mpt_dir, data
     assert out.results == ran["results"] and out.output_dir == tmp_path / "py"
     for name in ("samples_piqa.jsonl", "samples_jeopardy.jsonl"):
         assert (tmp_path / "py" / name).read_text() == (tmp_path / "cli" / name).read_text()
+    # --limit 4: Jeopardy's first 4 of each of its five categories, recorded as such
+    assert ran["tasks"]["jeopardy"]["limit_per_subset"] is True and ran["tasks"]["piqa"]["limit_per_subset"] is False
+    assert ran["tasks"]["jeopardy"]["num_items"] == 20 and ran["results"]["jeopardy"]["num_subsets"] == 5

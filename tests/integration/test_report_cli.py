@@ -25,9 +25,22 @@ def test_report_markdown_to_stdout(two_runs):
     proc = cli("report", str(a / "results.json"), str(b), "--compare", "mpt-7b,gpt3-175b", cwd=root)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0] == "| task | metric | shots | protocol | model-a | model-b | MPT-7B | GPT-3 175B |"
-    assert lines[2].startswith("| piqa | acc_token | 0 | llm-foundry | 0.700 ± 0.010 | 0.600 ± 0.010 | **0.803** |")
+    assert lines[0] == "| task | metric | shots | chance | protocol | model-a | model-b | MPT-7B | GPT-3 175B |"
+    assert lines[2].startswith("| piqa | acc_token | 0 | 0.500 | llm-foundry | 0.700 ± 0.010 | 0.600 ± 0.010 | **0.803** |")
     assert "Not comparable with the row's protocol" in proc.stdout
+
+
+
+def test_report_title_and_alias(two_runs):
+    root, a, b = two_runs
+    proc = cli("report", str(a), str(b), "--compare", "llama-33b", "--title", "Checkpoints <1 & 2>", "-o",
+               str(root / "t.html"), cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    html = (root / "t.html").read_text(encoding="utf-8")
+    assert "<title>Checkpoints &lt;1 &amp; 2&gt;</title>" in html and "LLaMA-30B" in html
+    proc = cli("report", str(a), "--title", "Checkpoints", cwd=root)
+    assert proc.returncode == 0 and proc.stdout.startswith("**Checkpoints**\n")
+    assert "| average | 2/2 tasks |" in proc.stdout
 
 
 def test_report_csv_and_html_files(two_runs):
@@ -56,8 +69,8 @@ def test_run_prints_the_table_and_writes_report_html(tiny_mpt_dir, data_dir, tmp
     proc = cli("run", "--model", str(tiny_mpt_dir), "--tasks", "piqa,lambada_openai", "--limit", "3", "--dtype",
                "float32", "--compare", "mpt-7b", "--output-dir", str(out), cwd=tmp_path, data_dir=data_dir)
     assert proc.returncode == 0, proc.stderr
-    assert "| task | metric | shots | protocol |" in proc.stdout
-    row = next(ln for ln in proc.stdout.splitlines() if ln.startswith("| piqa | acc_token | 0 | llm-foundry |"))
+    assert "| task | metric | shots | chance | protocol |" in proc.stdout
+    row = next(ln for ln in proc.stdout.splitlines() if ln.startswith("| piqa | acc_token | 0 | 0.500 | llm-foundry |"))
     assert row.endswith("0.803 |") or row.endswith("**0.803** |")
     acc_token = json.loads((out / "results.json").read_text(encoding="utf-8"))["results"]["piqa"]["acc_token"]
     assert f"{acc_token:.3f} ± " in row
@@ -77,7 +90,7 @@ def test_report_layouts_from_the_command_line(two_runs):
     proc = cli("report", str(a), "--layout", "mpt-7b-table", cwd=root)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[2] == "| task | metric | shots | protocol | model-a | MPT-7B | LLaMA-7B | Falcon-7B |"
+    assert lines[2] == "| task | metric | shots | chance | protocol | model-a | MPT-7B | LLaMA-7B | Falcon-7B |"
     assert [ln.split(" | ")[0] for ln in lines[4:16]] == [
         "| lambada_openai", "| piqa", "| copa", "| boolq", "| arc_challenge", "| arc_easy", "| hellaswag",
         "| jeopardy", "| mmlu", "| triviaqa", "| winograd", "| winogrande"]

@@ -76,13 +76,16 @@ def test_in_headless_chromium(page_file, tmp_path):
             assert page.evaluate("window.__pwned") is None  # hostile text stayed text
             assert EVIL_PROMPT.split("\n")[0] in page.locator("#samples").text_content()
 
-            # best average first; gamma lacks piqa and the reference is not comparable: no average, at the end
-            assert _board_order(page) == ["beta", EVIL_MODEL, "gamma", "GPT-3 125M"]
+            # no task is comparable in every row (gamma lacks piqa, GPT-3 125M's values are the paper's): no average
+            # (0/2 tasks), and the rows keep their order
+            assert _board_order(page) == [EVIL_MODEL, "beta", "gamma", "GPT-3 125M"]
+            assert page.locator("#board thead th").nth(1).inner_text().split() == ["Average", "0/2", "tasks"]
+            # GPT-3 125M's piqa (0.648, the paper's protocol) is footnoted: after the comparable values either way
             page.get_by_role("button", name="piqa").click()
-            assert _board_order(page) == [EVIL_MODEL, "GPT-3 125M", "beta", "gamma"]  # descending, missing last
+            assert _board_order(page) == [EVIL_MODEL, "beta", "GPT-3 125M", "gamma"]  # descending, missing last
             assert page.locator("#board th[aria-sort]").get_attribute("aria-sort") == "descending"
             page.get_by_role("button", name="piqa").click()
-            assert _board_order(page) == ["beta", "GPT-3 125M", EVIL_MODEL, "gamma"]  # ascending, missing still last
+            assert _board_order(page) == ["beta", EVIL_MODEL, "GPT-3 125M", "gamma"]  # ascending, same groups
             page.get_by_role("button", name="Model").click()
             assert _board_order(page) == ["beta", EVIL_MODEL, "gamma", "GPT-3 125M"]  # names, A to Z
 
@@ -131,8 +134,111 @@ def test_gauntlet_layout_in_headless_chromium(tmp_path):
             lu = page.locator("#gauntlet-board tbody tr").nth(0).locator("td").nth(3)
             assert lu.locator(".v").inner_text() == "0.450"
             page.locator("#gauntlet-board").get_by_role("button", name="language_understanding").click()
-            assert names() == ["LLaMA-30B", "ours", "MPT-7B"]  # 0.549, 0.450, 0.380: descending
+            # descending: ours (comparable) first, then the marked published v0 values 0.549, 0.380
+            assert names() == ["ours", "LLaMA-30B", "MPT-7B"]
             page.screenshot(path=str(tmp_path / "gauntlet.png"), full_page=True)
+            assert problems == [] and requests == [url]
+        finally:
+            browser.close()
+
+
+LONG_LABEL = "a-rather-long-run-label-ba12000"
+
+
+@pytest.fixture(scope="module")
+def visual_page(tmp_path_factory) -> Path:
+    """Two runs (one with a long label, a zero score and an acc_token item whose per-token and summed rankings
+    disagree) beside six published models, under a --title."""
+    root = tmp_path_factory.mktemp("visual")
+    item = mc_sample(0, "Question: q\nAnswer:", ["short", "a much longer answer"], gold=1, predicted=1)
+    item.update(logprobs=[-3.0, -4.0], num_tokens=[1, 4])  # sums pick choice 0, per-token means (-3, -1) choice 1
+    item["predictions"] = {"acc": 0, "acc_norm": 1, "acc_token": 1}
+    long_run = write_run(root / "long", make_results(LONG_LABEL, {
+        "piqa": {"acc_token": 0.70}, "lambada_openai": {"acc": 0.0, "acc_stderr": 0.0}}), {"piqa": [item]})
+    beta = write_run(root / "beta", make_results("beta", {"piqa": {"acc_token": 0.60}, "lambada_openai": {"acc": 0.5}}))
+    out = root / "visual.html"
+    report([long_run, beta], output=out, compare="mpt-7b,llama-33b,falcon-7b,pythia-12b", title="Visual checks")
+    return out
+
+
+def test_visual_fixes_in_headless_chromium(visual_page, tmp_path):
+    """Title, headers with metric and shots, the CSV download, no '± 0.000', whole chart labels, per-token
+    scores for acc_token, and at 420 px the sticky header row and model column."""
+    import csv
+    from urllib.parse import unquote
+
+    from playwright.sync_api import sync_playwright
+
+    url = visual_page.resolve().as_uri()
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            requests, problems = [], []
+            page.on("request", lambda r: requests.append(r.url))
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(url, wait_until="load")
+            assert page.title() == "Visual checks" and page.locator("h1").inner_text() == "Visual checks"
+            heads = page.locator("#board thead th").all_inner_texts()
+            assert heads[3].strip().startswith("piqa\nacc_token · 0-shot")
+
+            # the zero score: "0.000" and no "± 0.000"
+            row = page.locator("#board tbody tr", has=page.locator(f"td.model:has-text('{LONG_LABEL}')"))
+            lambada = row.locator("td").nth(4)  # model, average, composite, piqa, lambada_openai
+            assert lambada.locator(".v").inner_text() == "0.000" and lambada.locator(".se").count() == 0
+            assert "± 0.000" not in page.locator("#board").inner_text()
+            # chance levels (the shipped tasks' baselines): in the headers, on the zero score, in both charts
+            assert "chance 0.500" in heads[3] and "chance 0.000" in heads[4]
+            assert lambada.locator(".at-chance").inner_text() == "≈ chance"
+            assert row.locator("td").nth(3).locator(".at-chance").count() == 0  # 0.70 ± 0.01 against 0.5
+            assert page.locator("#charts svg line.chance").count() == 2
+            assert "0.000 ± 0.000" not in page.locator("#charts").inner_text()
+
+            # the wide CSV: a data: URI with one line per model
+            link = page.get_by_role("link", name="Download this table (CSV, models × tasks)")
+            href = link.get_attribute("href")
+            assert href.startswith("data:text/csv;charset=utf-8,") and link.get_attribute("download") == "leaderboard.csv"
+            table = list(csv.reader(unquote(href.split(",", 1)[1]).splitlines()))
+            assert table[0][:3] == ["model", "kind", "piqa acc_token 0-shot"]
+            assert [r[0] for r in table[1:]] == [LONG_LABEL, "beta", "MPT-7B", "LLaMA-30B", "Falcon-7B", "Pythia-12B"]
+
+            # every row is comparable on both tasks: average 2/2, composite over piqa (commonsense, chance 0.5)
+            # and lambada (language understanding, chance 0), rows ranked by the composite
+            assert heads[1].split() == ["Average", "2/2", "tasks"] and heads[2].split()[:3] == ["Composite", "2", "tasks,"]
+            shown = []
+            for tr in page.locator("#board tbody tr").all():
+                cells = [float(v) for v in tr.locator("td .v").all_inner_texts()]  # average, composite, piqa, lambada
+                assert cells[0] == pytest.approx((cells[2] + cells[3]) / 2, abs=1e-3)
+                assert cells[1] == pytest.approx(((cells[2] - 0.5) / 0.5 + cells[3]) / 2, abs=2e-3)
+                shown.append(cells[1])
+            assert shown == sorted(shown, reverse=True) and len(shown) == 6
+
+            # chart labels whole, their first letter inside the chart
+            for label in page.locator("#charts svg text.label").all():
+                box, svg = label.bounding_box(), label.locator("xpath=ancestor::*[local-name()='svg']").bounding_box()
+                assert box["x"] >= svg["x"] - 0.5
+            assert LONG_LABEL in page.locator("#charts svg text.label").all_text_contents()  # not cut
+
+            # acc_token: the numbers shown are per-token means and "predicted" sits on the highest
+            page.locator("#samples summary", has_text="piqa").click()
+            choices = page.locator("#samples ol.choices li")
+            assert choices.locator(".lp").all_inner_texts() == ["-3.000", "-1.000"]
+            assert choices.nth(1).locator(".badge.run").inner_text() == "predicted"
+            assert "per token" in page.locator("#samples .scorelabel").first.inner_text()
+
+            # 420 px: the wrap scrolls; the header row stays at its top, the model header over its column
+            page.set_viewport_size({"width": 420, "height": 500})
+            wrap = page.locator("#board").locator("xpath=..")
+            wrap.evaluate("w => { w.scrollLeft = 100; w.scrollTop = 160; }")
+            assert wrap.evaluate("w => [w.scrollLeft, w.scrollTop]") == [100, 160]  # it did scroll both ways
+            wrap_box = wrap.bounding_box()
+            model_head = page.locator("#board thead th").first.bounding_box()
+            model_cell = page.locator("#board tbody td.model").first.bounding_box()
+            piqa_head = page.locator("#board thead th").nth(2).bounding_box()
+            assert abs(model_head["x"] - model_cell["x"]) < 1 and abs(model_head["width"] - model_cell["width"]) < 1
+            assert abs(model_head["y"] - wrap_box["y"] - 1) < 2 and abs(piqa_head["y"] - model_head["y"]) < 1
+            page.screenshot(path=str(tmp_path / "narrow.png"))
             assert problems == [] and requests == [url]
         finally:
             browser.close()

@@ -80,8 +80,8 @@ def test_mpt_7b_table_shape_with_a_run(refs):
     assert comp.cell("copa", "Falcon-7B").best
     text = render(label_runs([(run, None)]), layout="mpt-7b-table")
     assert text.startswith("**MPT-7B's comparison table: twelve tasks, zero-shot (MosaicML, May 2023)**")
-    assert "| task | metric | shots | protocol | ours | MPT-7B | LLaMA-7B | Falcon-7B |" in text
-    assert "| triviaqa | exact_match | 0 | llm-foundry | 0.200 ± 0.010 [" in text
+    assert "| task | metric | shots | chance | protocol | ours | MPT-7B | LLaMA-7B | Falcon-7B |" in text
+    assert "| triviaqa | exact_match | 0 | 0.000 | llm-foundry | 0.200 ± 0.010 [" in text
 
 
 def test_mpt_30b_vs_gpt3_shape_published_only():

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from evalharness.errors import ConfigError
+from evalharness.report.averages import board_averages
 from evalharness.report.make import parse_metrics, render
 from evalharness.report.protocol import Protocol, differences, split_metric_key
 from evalharness.report.references import load_references
@@ -129,15 +130,17 @@ def test_missing_values(refs):
     missing = comp.cell("lambada_openai", "partial")
     assert math.isnan(missing.value) and not missing.best and missing.comparable
     assert comp.tasks == ["piqa", "lambada_openai"]
-    assert comp.average("full") == pytest.approx(0.55)
-    assert comp.average("partial") is None  # a task is missing
-    assert comp.average("Ref B") is None  # values under other protocols are never averaged
-    assert comp.average("Ref A") == pytest.approx(0.65)
+    # the fair average: no task is comparable in every column (partial lacks lambada, Ref B's piqa is another
+    # protocol); without them both tasks are, and each column is averaged over both
+    assert board_averages(comp).tasks == [] and board_averages(comp).averages["Ref B"] is None
+    narrowed = board_averages(build_comparison(runs[:1], refs, ["ref-a"]))
+    assert narrowed.coverage == "2/2 tasks"
+    assert narrowed.averages["full"] == pytest.approx(0.55) and narrowed.averages["Ref A"] == pytest.approx(0.65)
     ref_b_lambada = comp.cell("lambada_openai", "Ref B")
     assert ref_b_lambada.num_fewshot == 5 and "5-shot (row: 0-shot)" in ref_b_lambada.reason
     md = to_markdown(comp, runs)
     line = next(ln for ln in md.splitlines() if ln.startswith("| lambada_openai |"))
-    assert line.split(" | ")[5] == "—"  # the 'partial' column
+    assert line.split(" | ")[6] == "—"  # the 'partial' column
     comp2 = build_comparison(runs, refs, ["ref-a"])
     hella = build_comparison(runs_of(make_results("x", {"hellaswag": {"acc_token": 0.3}})), refs, ["ref-a"])
     assert math.isnan(hella.cell("hellaswag", "Ref A").value)  # ref-a has no hellaswag score
@@ -203,7 +206,7 @@ def test_builtin_references_compare_end_to_end():
                                       "hellaswag": {"acc_token": 0.5}, "mmlu": {"acc": 0.3}, "jeopardy": {"acc": 0.1}}))
     md = render(runs, compare="llama-7b,falcon-7b,gpt3-175b")
     header = md.splitlines()[0]
-    assert header == "| task | metric | shots | protocol | m | LLaMA-7B | Falcon-7B | GPT-3 175B |"
+    assert header == "| task | metric | shots | chance | protocol | m | LLaMA-7B | Falcon-7B | GPT-3 175B |"
     piqa = next(ln for ln in md.splitlines() if ln.startswith("| piqa |"))
     assert "0.785" in piqa and "0.798" in piqa  # LLM Foundry 0-shot, same protocol: unmarked
     assert "**0.798**" in piqa  # Falcon-7B is the best comparable value
@@ -263,4 +266,4 @@ def test_chat_formatted_runs_are_another_protocol(refs):
     chat_first = build_comparison(list(reversed(runs)), refs, ["ref-a"])
     assert chat_first.protocols["piqa"].describe() == "acc_token, 0-shot, llm-foundry, chat mpt-chat ab12cd34 multiturn"
     assert "prompt format plain (row: chat mpt-chat ab12cd34 multiturn)" in chat_first.cell("piqa", "Ref A").reason
-    assert "| piqa | acc_token | 0 | llm-foundry, chat mpt-chat ab12cd34 multiturn |" in to_markdown(chat_first)
+    assert "| piqa | acc_token | 0 |  | llm-foundry, chat mpt-chat ab12cd34 multiturn |" in to_markdown(chat_first)

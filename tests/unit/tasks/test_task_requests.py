@@ -224,11 +224,22 @@ def test_jeopardy_requests_all_rows(data_dir):
     assert {it.subset for it in items} == {"literature", "science", "american_history", "world_history", "word_origins"}
 
 
-def test_jeopardy_limit_is_per_file(data_dir):
+@pytest.mark.parametrize("name", ["jeopardy", "jeopardy_em"])
+def test_jeopardy_limit_is_per_category(data_dir, name):
+    """--limit N takes the first N of each of the five categories (the file is sorted by category), as MMLU's is
+    per subject, so a limited run's macro average covers every category; a full run is unchanged."""
     rows = read_jsonl(data_dir / "llm-foundry" / "jeopardy_all.jsonl")
-    items = task("jeopardy", data_dir).build_items(limit=5)
-    assert [it.doc_id for it in items] == list(range(5))
-    assert [it.requests[0].context for it in items] == [r["context"] + "\nAnswer:" for r in rows[:5]]
+    first: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        if len(first.setdefault(r["category"], [])) < 5:
+            first[r["category"]].append(i)
+    items = task(name, data_dir).build_items(limit=5)
+    assert [it.doc_id for it in items] == sorted(i for ids in first.values() for i in ids)
+    assert len(items) == 25 and {it.subset for it in items} == set(first) and len(first) == 5
+    full = task(name, data_dir).build_items()
+    assert [it.doc_id for it in full] == list(range(len(rows)))
+    by_id = {it.doc_id: it for it in full}
+    assert all(it == by_id[it.doc_id] for it in items)  # the same requests (prompts, shots) as in the full run
 
 
 # ---- seeded few-shot sampling (tasks without a separate few-shot split) ----------------------
@@ -302,7 +313,13 @@ def test_jeopardy_two_shots_from_same_category(data_dir):
         assert req.continuation == " " + rows[i]["continuation"]
         checked += 1
     assert checked == 150
-    assert t.build_items(limit=3, num_fewshot=2) == items[:3]
+    taken: dict[str, int] = {}
+    expected = []
+    for it in items:
+        taken[it.subset] = taken.get(it.subset, 0) + 1
+        if taken[it.subset] <= 3:
+            expected.append(it)
+    assert len(expected) == 15 and t.build_items(limit=3, num_fewshot=2) == expected  # per category, same shots
     info = t.fewshot_info(2)
     assert info["seed"] == 1234 and info["delimiter"] == "\n\n"
     assert "category" in info["source"]

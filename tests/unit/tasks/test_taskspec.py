@@ -305,3 +305,11 @@ def test_shipped_registry():
     assert registry.suite("icl") == ("lambada_openai", "piqa", "hellaswag", "mmlu", "jeopardy")
     assert registry.resolve("icl", None) == registry.suite("icl")
     assert registry.resolve("piqa, mmlu,piqa", None) == ("piqa", "mmlu")
+
+
+def test_limit_per_subset_is_a_flag(dirs):
+    ok = TaskRegistry(tasks_dir=write_spec(dirs[0], GOOD_SPEC.replace(
+        "  path: tiny/qa.jsonl\n", "  path: tiny/qa.jsonl\n  limit_per_subset: true\n")).parent).get("tiny_qa")
+    assert ok.dataset.limit_per_subset is True
+    msg, _ = spec_error(dirs[0], GOOD_SPEC.replace("  path: tiny/qa.jsonl\n", "  path: tiny/qa.jsonl\n  limit_per_subset: 5\n"))
+    assert "limit_per_subset" in msg and "true or false" in msg
