@@ -11,6 +11,10 @@ Runs, on the same local data files and the same local HF model folder,
  3. compares item by item (matched on task, MMLU subject, doc_id): request strings,
     summed log-probs per request, acc / acc_norm, and prints one table per task.
 
+The LLM Foundry-format tasks (arc_easy, arc_challenge, boolq, copa, openbook_qa, winogrande, triviaqa_sm_sub;
+benchmarks/parity_icl.py) give lm-eval evalharness's own built items, shots included, and also compare acc_token,
+token counts and generated strings.
+
 Exit status: 0 = parity, 1 = parity failure (agreement < --min-agreement %, any
 |logprob diff| > --tol, request-string / gold mismatches or missing items),
 2 = a run failed or outputs are missing.
