@@ -11,6 +11,10 @@ Runs, on the same local data files and the same local HF model folder,
  3. compares item by item (matched on task, MMLU subject, doc_id): request strings,
     summed log-probs per request, acc / acc_norm, and prints one table per task.
 
+The LLM Foundry-format tasks (arc_easy, arc_challenge, boolq, copa, openbook_qa, winogrande, triviaqa_sm_sub;
+benchmarks/parity_icl.py) give lm-eval evalharness's own built items, shots included, and also compare acc_token,
+token counts and generated strings.
+
 Exit status: 0 = parity, 1 = parity failure (agreement < --min-agreement %, any
 |logprob diff| > --tol, request-string / gold mismatches or missing items),
 2 = a run failed or outputs are missing.
@@ -39,14 +43,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import parity_icl
+from parity_icl import CHOICE_TASKS, GEN_TASKS, ICL_TASKS
+
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
 TASKS_SRC = HERE / "lm_eval_tasks"
 
-ALL_TASKS = ("lambada_openai", "piqa", "hellaswag", "mmlu")
+BASE_TASKS = ("lambada_openai", "piqa", "hellaswag", "mmlu")
+ALL_TASKS = BASE_TASKS + ICL_TASKS  # ICL_TASKS: LLM Foundry-format prompts, see parity_icl.py
 # our task name -> lm-eval task (or group) name defined in benchmarks/lm_eval_tasks
 LM_EVAL_NAME = {t: "eh_" + t for t in ALL_TASKS}
-MC_TASKS = {"piqa", "hellaswag", "mmlu"}
+MC_TASKS = {"piqa", "hellaswag", "mmlu"} | CHOICE_TASKS
 MMLU_PREFIX = "eh_mmlu_"
 DATA_PLACEHOLDER = "__DATA_DIR__"
 
@@ -62,8 +70,10 @@ def mmlu_subjects(data_dir: Path) -> list[str]:
     return [os.path.basename(f)[: -len("_test.csv")] for f in files]
 
 
-def prepare_lm_eval_tasks(work_dir: Path, data_dir: Path, tasks: list[str]) -> tuple[Path, list[str]]:
-    """Render the task YAMLs into work_dir/lm_eval_tasks; return (include_path, lm-eval task names)."""
+def prepare_lm_eval_tasks(work_dir: Path, data_dir: Path, tasks: list[str], limit: int | None = None,
+                          num_fewshot: int | None = None) -> tuple[Path, list[str]]:
+    """Render the task YAMLs into work_dir/lm_eval_tasks; return (include_path, lm-eval task names).
+    The LLM Foundry-format tasks export evalharness's built items (`limit` of them, `num_fewshot` shots)."""
     out = work_dir / "lm_eval_tasks"
     if out.exists():
         shutil.rmtree(out)
@@ -71,7 +81,7 @@ def prepare_lm_eval_tasks(work_dir: Path, data_dir: Path, tasks: list[str]) -> t
     shutil.copy(TASKS_SRC / "utils.py", out / "utils.py")
     names = []
     for task in tasks:
-        if task == "mmlu":
+        if task == "mmlu" or task in ICL_TASKS:
             continue
         src = (TASKS_SRC / f"eh_{task}.yaml").read_text(encoding="utf-8")
         (out / f"eh_{task}.yaml").write_text(src.replace(DATA_PLACEHOLDER, yaml_str(str(data_dir))), encoding="utf-8")
@@ -111,6 +121,9 @@ def prepare_lm_eval_tasks(work_dir: Path, data_dir: Path, tasks: list[str]) -> t
         group += ["metadata:", "  version: 1.0", ""]
         (out / "_eh_mmlu.yaml").write_text("\n".join(group), encoding="utf-8")
         names.append(LM_EVAL_NAME["mmlu"])
+    icl = [t for t in tasks if t in ICL_TASKS]
+    if icl:
+        names += parity_icl.export_tasks(out, work_dir, data_dir, icl, limit, num_fewshot)
     return out, names
 
 
@@ -156,7 +169,7 @@ def run_lm_eval(args, work_dir: Path, tasks: list[str]) -> None:
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    include_path, names = prepare_lm_eval_tasks(work_dir, args.data_dir, tasks)
+    include_path, names = prepare_lm_eval_tasks(work_dir, args.data_dir, tasks, args.limit, args.num_fewshot)
     env = subprocess_env(args)
     env.setdefault("HF_DATASETS_CACHE", str(work_dir / "hf_datasets_cache"))
     cmd = [
@@ -173,7 +186,8 @@ def run_lm_eval(args, work_dir: Path, tasks: list[str]) -> None:
     if args.limit is not None:
         cmd += ["--limit", str(args.limit)]
     rc, wall = run_logged(cmd, out_dir / "lm_eval.log", env, cwd=work_dir)
-    meta = {"cmd": cmd, "returncode": rc, "wall_seconds": wall, "tasks": tasks, "limit": args.limit}
+    meta = {"cmd": cmd, "returncode": rc, "wall_seconds": wall, "tasks": tasks, "limit": args.limit,
+            "num_fewshot": args.num_fewshot}
     (out_dir / "run.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     print(f"[parity] lm-eval finished rc={rc} in {wall:.1f}s (log: {out_dir / 'lm_eval.log'})", flush=True)
     if rc != 0:
@@ -190,6 +204,7 @@ def run_evalharness(args, work_dir: Path, tasks: list[str]) -> None:
         "--model", str(args.model_dir),
         "--tasks", ",".join(tasks),
         *(["--limit", str(args.limit)] if args.limit is not None else []),
+        *(["--num-fewshot", str(args.num_fewshot)] if args.num_fewshot is not None else []),
         "--dtype", "float32",
         "--batch-size", str(args.batch_size),
         "--data-dir", str(args.data_dir),
@@ -200,7 +215,8 @@ def run_evalharness(args, work_dir: Path, tasks: list[str]) -> None:
     # make `-m evalharness` resolve to this checkout even if it is not pip-installed
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     rc, wall = run_logged(cmd, out_dir / "evalharness.log", env, cwd=REPO_ROOT)
-    meta = {"cmd": cmd, "returncode": rc, "wall_seconds": wall, "tasks": tasks, "limit": args.limit}
+    meta = {"cmd": cmd, "returncode": rc, "wall_seconds": wall, "tasks": tasks, "limit": args.limit,
+            "num_fewshot": args.num_fewshot}
     (out_dir / "run.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     print(f"[parity] evalharness finished rc={rc} in {wall:.1f}s (log: {out_dir / 'evalharness.log'})", flush=True)
     if rc != 0:
@@ -254,15 +270,25 @@ def load_lm_eval(work_dir: Path, tasks: list[str]) -> dict:
         with open(path, encoding="utf-8") as f:
             for line in f:
                 s = json.loads(line)
+                if task in ICL_TASKS:  # doc_id and gold as exported (lm-eval's own doc_id is the line number)
+                    doc_id, extra = parity_icl.lm_eval_item(task, s)
+                    if task in GEN_TASKS:
+                        items[(task, None, doc_id)] = extra
+                        continue
                 resps = [_ll_greedy(r) for r in s["resps"]]
                 metrics = {k: s[k] for k in ("acc", "acc_norm", "perplexity") if k in s}
-                items[(task, subset, int(s["doc_id"]))] = {
+                item = {
                     "requests": _lm_eval_args(s["arguments"]),
                     "logprobs": [r[0] for r in resps],
                     "is_greedy": [r[1] for r in resps],
                     "gold": s.get("target") if task in MC_TASKS else None,
                     "metrics": metrics,
                 }
+                if task in ICL_TASKS:
+                    item.update(extra)
+                else:
+                    doc_id = int(s["doc_id"])
+                items[(task, subset, doc_id)] = item
     return items
 
 
@@ -279,7 +305,15 @@ def load_evalharness(work_dir: Path, tasks: list[str]) -> dict:
                     continue
                 s = json.loads(line)
                 subset = s.get("subset") if task == "mmlu" else None
+                if task in GEN_TASKS:
+                    items[(task, subset, int(s["doc_id"]))] = {
+                        "requests": [(r["prompt"], parity_icl.gen_key(r["stop"], r["max_new_tokens"])) for r in s["requests"]],
+                        "logprobs": [], "is_greedy": [], "gold": None, "metrics": s.get("metrics") or {},
+                        "output": s["completions"][0],
+                    }
+                    continue
                 items[(task, subset, int(s["doc_id"]))] = {
+                    "num_tokens": s.get("num_tokens"),
                     "requests": [(r["context"], r["continuation"]) for r in s["requests"]],
                     "logprobs": [float(x) for x in s["logprobs"]],
                     "is_greedy": [bool(x) for x in s.get("is_greedy") or []],
@@ -337,6 +371,15 @@ def spec_items(data_dir: Path, tasks: list[str], keys) -> dict:
 
 
 # --------------------------------------------------------------------------- compare
+def task_metrics(task: str) -> list[str]:
+    """The per-item metrics compared for a task."""
+    if task in GEN_TASKS:
+        return ["exact_match"]  # LLM Foundry's answer match, evalharness's rule on both sides' strings
+    if task in CHOICE_TASKS:
+        return ["acc", "acc_token"]  # lm-eval's acc_token: its log-probs over the tokens counted as it tokenises
+    return ["acc", "acc_norm"] if task in MC_TASKS else ["acc"]
+
+
 def _first_diff(a, b) -> str:
     """Where two request lists first differ, with a little text around it."""
     if a is None or b is None:
@@ -359,6 +402,7 @@ def compare(lm: dict, eh: dict, spec: dict, tasks: list[str], tol: float, tol_ch
     disagreements = []  # (key, metric, lm value, eh value)
     req_mismatch = []  # (key, idx, lm req, eh req)
     spec_mismatch = []  # (side, key, got, expected)
+    output_diffs = []  # (key, lm-eval output, evalharness output)
     for task in tasks:
         lm_keys = {k for k in lm if k[0] == task}
         eh_keys = {k for k in eh if k[0] == task}
@@ -369,11 +413,11 @@ def compare(lm: dict, eh: dict, spec: dict, tasks: list[str], tol: float, tol_ch
             "req_mismatch_items": 0, "gold_mismatch": 0, "n_requests": 0,
             "lm_vs_spec": 0, "eh_vs_spec": 0,
             "max_abs_diff": 0.0, "n_over_tol": 0, "greedy_mismatch": 0,
-            "same": {}, "mean_lm": {}, "mean_eh": {}, "all_agree": 0,
+            "same": {}, "mean_lm": {}, "mean_eh": {}, "all_agree": 0, "same_output": 0, "ntok_mismatch": 0,
             "only_lm_examples": sorted(lm_keys - eh_keys, key=lambda k: (k[1] or "", k[2]))[:5],
             "only_eh_examples": sorted(eh_keys - lm_keys, key=lambda k: (k[1] or "", k[2]))[:5],
         }
-        metrics = ["acc", "acc_norm"] if task in MC_TASKS else ["acc"]
+        metrics = task_metrics(task)
         sums_lm = {m: 0.0 for m in metrics}
         sums_eh = {m: 0.0 for m in metrics}
         same = {m: 0 for m in metrics}
@@ -418,6 +462,14 @@ def compare(lm: dict, eh: dict, spec: dict, tasks: list[str], tol: float, tol_ch
                 ll_lm_sum += a["logprobs"][0]
                 ll_eh_sum += b["logprobs"][0]
             ok = True
+            if task in GEN_TASKS:
+                ok = a.get("output") == b.get("output")
+                st["same_output"] += ok
+                if not ok:
+                    output_diffs.append((key, a.get("output"), b.get("output")))
+            na, nb = a.get("num_tokens"), b.get("num_tokens")
+            if na is not None and nb is not None and list(na) != list(nb):
+                st["ntok_mismatch"] += 1
             for m in metrics:
                 va, vb = a["metrics"].get(m), b["metrics"].get(m)
                 if va is not None:
@@ -440,7 +492,7 @@ def compare(lm: dict, eh: dict, spec: dict, tasks: list[str], tol: float, tol_ch
         per_task[task] = st
     worst.sort(key=lambda t: -t[0])
     return {"per_task": per_task, "worst": worst[:max(15, tol_check_count)], "disagreements": disagreements, "req_mismatch": req_mismatch,
-            "spec_mismatch": spec_mismatch}
+            "spec_mismatch": spec_mismatch, "output_diffs": output_diffs}
 
 
 def float64_check(model_dir: Path, requests: list[tuple[str, str]]) -> list[float]:
@@ -484,7 +536,7 @@ def report(res: dict, lm: dict, eh: dict, times: dict, args) -> int:
     tot_cmp = tot_agree = 0
     tot_over = 0
     tot_maxdiff = 0.0
-    tot_req_mm = tot_gold_mm = tot_missing = tot_spec = 0
+    tot_req_mm = tot_gold_mm = tot_missing = tot_spec = tot_ntok = 0
     for task, st in pt.items():
         print(f"\n## {task}")
         rows = [
@@ -495,6 +547,8 @@ def report(res: dict, lm: dict, eh: dict, times: dict, args) -> int:
         ]
         if task in MC_TASKS:
             rows.append(("items with gold mismatch", str(st["gold_mismatch"])))
+        if task in GEN_TASKS:
+            rows.append(("items with identical generated string", f"{st['same_output']} / {st['compared']}"))
         for m, v in st["same"].items():
             rows.append((f"items with identical {m}", f"{v} / {st['compared']}"))
         rows += [
@@ -503,6 +557,8 @@ def report(res: dict, lm: dict, eh: dict, times: dict, args) -> int:
             (f"requests with |diff| > {args.tol:g}", str(st["n_over_tol"])),
             ("requests with is_greedy mismatch", str(st["greedy_mismatch"])),
         ]
+        if task in CHOICE_TASKS:
+            rows.append(("items with different continuation token counts", str(st["ntok_mismatch"])))
         for m in st["mean_lm"]:
             rows.append((f"{m}: lm-eval / evalharness", f"{st['mean_lm'][m]:.4f} / {st['mean_eh'][m]:.4f}"))
         if st["compared"]:
@@ -522,6 +578,7 @@ def report(res: dict, lm: dict, eh: dict, times: dict, args) -> int:
         tot_gold_mm += st["gold_mismatch"]
         tot_missing += st["only_lm"] + st["only_eh"]
         tot_spec += st["lm_vs_spec"] + st["eh_vs_spec"]
+        tot_ntok += st["ntok_mismatch"]
     agreement = 100.0 * tot_agree / tot_cmp if tot_cmp else 0.0
     print("\n## overall")
     print(f"  wall time lm-eval     : {_fmt_time(times.get('lm_eval'))}{' (cached run)' if args.skip_lm_eval else ''}")
@@ -547,6 +604,8 @@ def report(res: dict, lm: dict, eh: dict, times: dict, args) -> int:
         failures.append(f"{tot_missing} items present on one side only")
     if tot_spec:
         failures.append(f"{tot_spec} items whose requests/gold differ from the spec")
+    if tot_ntok:
+        failures.append(f"{tot_ntok} items with different continuation token counts")
 
     if failures or args.verbose:
         if res["spec_mismatch"]:
@@ -583,6 +642,10 @@ def report(res: dict, lm: dict, eh: dict, times: dict, args) -> int:
         res["float64"] = {"requests": len(picks), "evalharness_closer": closer, "max_gap_lm_eval": max_lm,
                           "max_gap_evalharness": max_eh}
     if failures or args.verbose:
+        if res["output_diffs"]:
+            print(f"\n## generated strings that differ ({len(res['output_diffs'])}; first 15)")
+            for key, oa, ob in res["output_diffs"][:15]:
+                print(f"  {key}: lm-eval {oa!r}\n  {' ' * len(str(key))}  evalharness {ob!r}")
         if res["disagreements"]:
             print(f"\n## metric disagreements ({len(res['disagreements'])}; first 15)")
             for key, m, va, vb in res["disagreements"][:15]:
@@ -625,6 +688,9 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=200,
                    help="first N items of each task and of each MMLU subject (default 200; 0 = all)")
     p.add_argument("--tasks", default=",".join(ALL_TASKS), help="comma-separated subset of " + ",".join(ALL_TASKS))
+    p.add_argument("--num-fewshot", type=int, default=None,
+                   help="shots for the LLM Foundry-format tasks (" + ",".join(ICL_TASKS) + "; default: each task's, "
+                        "the gauntlet's); 0 = the mpt-table protocol. lm-eval gets evalharness's prompts, shots included")
     p.add_argument("--lm-eval-python", default=os.environ.get("LM_EVAL_PYTHON", sys.executable),
                    help="python of the venv with lm-eval installed (benchmarks/requirements-lm-eval.txt; "
                         "default: $LM_EVAL_PYTHON, else this python)")
@@ -651,6 +717,8 @@ def main(argv=None) -> int:
     bad = [t for t in tasks if t not in ALL_TASKS]
     if bad:
         p.error(f"unknown task(s) {bad}; choose from {ALL_TASKS}")
+    if args.num_fewshot is not None and any(t not in ICL_TASKS for t in tasks):
+        p.error("--num-fewshot applies to the LLM Foundry-format tasks only: " + ",".join(ICL_TASKS))
     if args.limit is not None and args.limit <= 0:
         args.limit = None
     if args.data_dir is None:
@@ -671,9 +739,10 @@ def main(argv=None) -> int:
     for name in ("lm_eval", "evalharness"):
         meta = _read_meta(args.work_dir / name / "run.json")
         times[name] = meta
-        if meta and (meta.get("limit") != args.limit or not set(tasks) <= set(meta.get("tasks", []))):
-            print(f"[parity] WARNING: cached {name} run used limit={meta.get('limit')} tasks={meta.get('tasks')}, "
-                  f"now limit={args.limit} tasks={tasks}")
+        if meta and (meta.get("limit") != args.limit or not set(tasks) <= set(meta.get("tasks", []))
+                     or meta.get("num_fewshot") != args.num_fewshot):
+            print(f"[parity] WARNING: cached {name} run used limit={meta.get('limit')} tasks={meta.get('tasks')} "
+                  f"num_fewshot={meta.get('num_fewshot')}, now limit={args.limit} tasks={tasks} num_fewshot={args.num_fewshot}")
 
     lm = load_lm_eval(args.work_dir, tasks)
     eh = load_evalharness(args.work_dir, tasks)
@@ -684,6 +753,10 @@ def main(argv=None) -> int:
         print(f"[parity] no evalharness samples found under {args.work_dir / 'evalharness'}")
         return 2
     spec = spec_items(args.data_dir, tasks, set(lm) | set(eh))
+    icl = [t for t in tasks if t in ICL_TASKS]
+    if icl:  # their "spec": the items evalharness built and exported before both runs
+        spec.update(parity_icl.load_exported(args.work_dir, icl))
+        parity_icl.add_lm_eval_scores(lm, args.model_dir, icl, args.data_dir, args.limit, args.num_fewshot)
     res = compare(lm, eh, spec, tasks, args.tol, args.float64_check)
     return report(res, lm, eh, times, args)
 
