@@ -85,10 +85,11 @@ def _cpu_flags() -> str:
 
 
 def build_name() -> str:
-    """The extension's name: changes with the source, flags, CPU features and torch version."""
+    """The extension's name: changes with the source and its path (torch rebuilds when the path changes, so
+    two checkouts must not share a build folder), flags, CPU features and torch version."""
     digest = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(CFLAGS).encode(), _cpu_flags().encode(), torch.__version__.encode(),
-                 platform.machine().encode(), sys.version.encode()):
+    for part in (SOURCE.read_bytes(), str(SOURCE.resolve()).encode(), " ".join(CFLAGS).encode(),
+                 _cpu_flags().encode(), torch.__version__.encode(), platform.machine().encode(), sys.version.encode()):
         digest.update(part)
     return "evalharness_fused_ops_" + digest.hexdigest()[:16]
 
