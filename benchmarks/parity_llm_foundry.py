@@ -363,6 +363,12 @@ def explain(ours: dict, theirs: dict, tokenizer: Any) -> str:
     return f"output: ours {ours.get('output')!r:.120} | LLM Foundry {theirs.get('output')!r:.120}"
 
 
+def same_tokens(ours: dict, theirs: dict, tokenizer: Any) -> bool:
+    """Whether LLM Foundry's token ids of every row are evalharness's (each request's text tokenised whole)."""
+    ids = theirs.get("ids") or [theirs.get("prompt_ids")]
+    return all(tokenizer(t, add_special_tokens=False)["input_ids"] == i for t, i in zip(ours["texts"], ids))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--foundry-worker", type=Path, help=argparse.SUPPRESS)
@@ -437,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         theirs_all = json.loads((work / "foundry" / f"{t}.json").read_text(encoding="utf-8"))
         theirs = theirs_all["items"]
         s = compare_task(ours[t], theirs, args.tol)
+        s["same_tokens"] = sum(same_tokens(a, b, tokenizer) for a, b in zip(ours[t], theirs))
         pct = agreement(s)
         failed |= pct < args.min_agreement or s["missing"] > 0
         rows.append((t, registry.get(t).output_type, s, pct, theirs_all))
@@ -446,15 +453,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"LLM Foundry {b['prediction']!r:.60} (score {b['correct']}): {explain(a, b, tokenizer)}")
     meta = rows[0][4]["meta"] if rows else {}
     print(f"\nLLM Foundry side: {json.dumps(meta)}")
-    print("\n| task | type | items | identical items | same text | same prediction | same score | ours | LLM Foundry "
+    print("\n| task | type | items | identical items | same text | same tokens | same prediction | same score | ours | LLM Foundry "
           "| max \\|Δ log-prob\\| | max_seq_len | rows at max_seq_len |")
-    print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for t, kind, s, pct, th in rows:
         n = s["items"] or 1
         d = "–" if s["max_abs_dlogprob"] is None else f"{s['max_abs_dlogprob']:.1e}"
-        print(f"| {t} | {kind} | {s['items']} | {s['identical']} ({pct:.1f}%) | {s['same_text']} | {s['same_prediction']} "
-              f"| {s['same_correct']} | {s['ours_correct'] / n:.3f} | {s['theirs_correct'] / n:.3f} | {d} | {th['max_seq_len']} "
-              f"| {th['items_at_max_seq_len']} |")
+        print(f"| {t} | {kind} | {s['items']} | {s['identical']} ({pct:.1f}%) | {s['same_text']} | {s['same_tokens']} "
+              f"| {s['same_prediction']} | {s['same_correct']} | {s['ours_correct'] / n:.3f} | {s['theirs_correct'] / n:.3f} "
+              f"| {d} | {th['max_seq_len']} | {th['items_at_max_seq_len']} |")
     summary = {t: {k: v for k, v in s.items()} for t, _, s, _, _ in rows}
     (work / "comparison.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     print("\nPARITY OK" if not failed else f"\nPARITY FAILED (below {args.min_agreement}% identical items, or items missing)")
