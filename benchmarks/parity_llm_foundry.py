@@ -16,7 +16,7 @@ Runs, on the same local data files and the same local model folder, offline:
 What is compared per item: the text of every request (LLM Foundry's token ids decoded vs evalharness's
 context + continuation, or prompt), the prediction (the chosen option for multiple choice and schema, with
 LLM Foundry's lowest-perplexity rule = evalharness's ``acc_token``; whether every continuation token is greedy
-for language modelling; the extracted answer for generation) and the item's score. An item is identical when
+for language modelling; the generated text up to the first stop sequence for generation) and the item's score. An item is identical when
 all three agree. The summed log-probability of each continuation is compared too (max |difference|).
 
 The task settings given to LLM Foundry come from the task's ``llm_foundry:`` block (checked against LLM
@@ -45,6 +45,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,7 +66,7 @@ def compare_task(ours: list[dict], theirs: list[dict], tol: float = 1e-3) -> dic
     """Compare per-item records of one task, matched by position (item i of both lists is the file's item i).
 
     A record: ``texts`` (list of str: each request's full text), ``prediction`` (the chosen option, the
-    all-greedy flag, or the extracted answer), ``correct`` (0 or 1) and optionally ``logprobs`` (one summed
+    all-greedy flag, or the generated text cut before the first stop sequence), ``correct`` (0 or 1) and optionally ``logprobs`` (one summed
     log-probability per request). An item is identical when its texts, prediction and score all agree.
     Returns counts, the largest |log-prob difference| and the positions of the items that differ.
     """
@@ -128,9 +129,9 @@ def evalharness_records(samples_path: Path, output_type: str) -> list[dict]:
                 rec["correct"] = int(r["metrics"]["acc_token"])
         else:
             rec["texts"] = [q["prompt"] for q in r["requests"]]
-            rec["prediction"] = r["answer"]
+            rec["prediction"] = r["completions"][0]  # the generated text, cut before the first stop sequence
             rec["correct"] = int(r["metrics"]["exact_match"])
-            rec["output"] = r["completions"][0]
+            rec["answer"] = r["answer"]
         out.append(rec)
     return out
 
@@ -320,9 +321,11 @@ def _item_records(batch: dict, outputs: Any, labels: Any, result: dict, tokenize
         for row, text in enumerate(outputs):
             prompt = ids[row][batch["attention_mask"][row].bool()].tolist()
             room = int(batch["generation_kwargs"]["max_new_tokens"])
-            out.append({"texts": [decode(prompt)], "prompt_ids": prompt, "output": text,
-                        "at_limit": len(prompt) >= max_seq_len - room,
-                        "prediction": result["cleaned_output"][row], "correct": int(result["result"][row])})
+            stops = batch.get("stopping_criteria") or []
+            cut = re.split("|".join(stops), text)[0] if stops else text  # as LLM Foundry's metric cuts it
+            out.append({"texts": [decode(prompt)], "prompt_ids": prompt, "output": text, "max_new_tokens": room,
+                        "at_limit": len(prompt) >= max_seq_len - room, "prediction": cut,
+                        "answer": result["cleaned_output"][row], "correct": int(result["result"][row])})
         return out
     rows = []
     for row, cont in enumerate(batch["continuation_indices"]):
@@ -360,7 +363,7 @@ def explain(ours: dict, theirs: dict, tokenizer: Any) -> str:
     if "logprobs" in ours:
         return ("scores: ours " + ", ".join(f"{x:.4f}" for x in ours["logprobs"]) + " | LLM Foundry "
                 + ", ".join(f"{x:.4f}" for x in theirs["logprobs"]))
-    return f"output: ours {ours.get('output')!r:.120} | LLM Foundry {theirs.get('output')!r:.120}"
+    return f"answers: ours {ours.get('answer')!r:.80} | LLM Foundry {theirs.get('answer')!r:.80}"
 
 
 def same_tokens(ours: dict, theirs: dict, tokenizer: Any) -> bool:

@@ -78,7 +78,7 @@ def test_evalharness_records(parity, tmp_path):
            "metrics": {"exact_match": 1.0}}
     path.write_text(json.dumps(gen) + "\n", encoding="utf-8")
     assert parity.evalharness_records(path, "generation_task_with_answers")[0] == {
-        "doc_id": 0, "texts": ["Q:"], "prediction": "4", "correct": 1, "output": " 4\nQ"}
+        "doc_id": 0, "texts": ["Q:"], "prediction": " 4\nQ", "correct": 1, "answer": "4"}
 
 
 def test_transformers4_folder(parity, tmp_path):
