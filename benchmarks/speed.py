@@ -284,7 +284,7 @@ def main_benchmark(args: argparse.Namespace) -> dict:
     tasks = [t for t in args.tasks.split(",") if t]
     limits = {t: (args.mmlu_limit if t == "mmlu" else args.limit) for t in tasks}
     registry = TaskRegistry()
-    counter = HFBackend(fp32, tokenizer)
+    counter = HFBackend(fp32, tokenizer, options=plugin_options(args))  # counts tokens only
     works = {}
     for t in tasks:
         items = Task(registry.get(t), args.data_dir).build_items(limit=limits[t])
@@ -383,7 +383,7 @@ def mpt_benchmark(args: argparse.Namespace) -> dict:
     requests = [r for it in items for r in it.requests]
     sizes = [len(it.requests) for it in items]
     n_params = non_embedding_params(model32)
-    counter = HFBackend(model32, tokenizer)
+    counter = HFBackend(model32, tokenizer, options=plugin_options(args))  # counts tokens only
     w = count_work(counter, [list(it.requests) for it in items], counter.max_length)
     lengths = [len(counter.encode(r.context)) for r in requests[::4]]
     print(f"\n## random MPT (6 layers, d_model 512, 8 heads, vocab 50432, max_seq_len 2048): {n_params / 1e6:.1f}M "

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .backends.base import Backend
+from .chat import PromptFormat
 from .config import RunConfig
 from .data import resolve_data_dir
 from .errors import ConfigError
@@ -46,11 +47,18 @@ def evaluate(
     registry: TaskRegistry | None = None,
     task_paths: Sequence[str | Path] = (),
     allow_code_execution: bool = False,
+    add_bos_token: bool | None = None,
+    chat_template: str | None = None,
+    system_instruction: str | None = None,
+    fewshot_as_multiturn: bool | None = None,
 ) -> EvalResults:
     """Evaluate an in-memory transformers causal LM (`model`, `tokenizer`), or any `backend` instance.
 
     `backend_options`: HFOptions for the in-memory model (evalharness.backends.hf). `task_paths`: task folders
-    besides the shipped ones. Files (results.json, samples_<task>.jsonl, report.html) are written only when
+    besides the shipped ones. `add_bos_token`: None (lm-eval's rule: the tokenizer's own special tokens), True or
+    False (HFOptions.add_bos_token). `chat_template`: None (plain prompts), "default" (the model's own template) or
+    a template's name or .jinja file; `system_instruction`, `fewshot_as_multiturn` (None: on with a template) as
+    the command line's options. Files (results.json, samples_<task>.jsonl, report.html) are written only when
     `output_dir` is given. Code tasks (humaneval) run model-written code and need `allow_code_execution=True`.
     Nothing process-wide changes (no allocator settings, no thread counts).
     """
@@ -64,16 +72,22 @@ def evaluate(
     if backend is None:
         if model is None or tokenizer is None:
             raise ConfigError("evaluate() needs a model and its tokenizer, or backend=...")
-        from .backends.hf import HFBackend
+        from .backends.hf import HFBackend, HFOptions
 
-        backend = HFBackend(model, tokenizer, batch_size=batch_size, max_length=max_length, options=backend_options)
+        options = with_bos_option("hf", backend_options if backend_options is not None else HFOptions(), add_bos_token)
+        backend = HFBackend(model, tokenizer, batch_size=batch_size, max_length=max_length, options=options)
     elif model is not None:
         raise ConfigError("evaluate(): pass either a model and tokenizer or backend=..., not both")
+    elif add_bos_token is not None:
+        raise ConfigError("evaluate(): add_bos_token is a setting of the backend; pass it in its options")
     check_capabilities(backend, task_objs)
+    fmt = prompt_format(backend, chat_template, system_instruction, fewshot_as_multiturn)
     out_dir = Path(output_dir) if output_dir is not None else None
-    config = {"tasks": list(names), "limit": limit, "num_fewshot": num_fewshot, "data_dir": str(data) if data else None}
+    config = {"tasks": list(names), "limit": limit, "num_fewshot": num_fewshot, "data_dir": str(data) if data else None,
+              "add_bos_token": add_bos_token, "chat_template": chat_template, "system_instruction": system_instruction,
+              "fewshot_as_multiturn": fmt.fewshot_as_multiturn, "prompt_format": fmt.to_dict()}
     evaluator = Evaluator(backend, task_objs, limit=limit, num_fewshot=num_fewshot, output_dir=out_dir,
-                          show_progress=show_progress, allow_code_execution=allow_code_execution)
+                          show_progress=show_progress, allow_code_execution=allow_code_execution, prompt_format=fmt)
     started = time.perf_counter()
     results = _results(evaluator.run(), evaluator, backend, config, started)
     if out_dir is not None:
@@ -117,8 +131,10 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
         setup = BackendSetup(model=config.model, dtype=config.dtype, device=ctx.device, batch_size=config.batch_size,
                              max_length=config.max_seq_len, trust_remote_code=config.trust_remote_code, dist=ctx,
                              fsdp=config.fsdp, owns_process=owns_process)
-        backend: Backend = create_backend(config.backend, setup, config.backend_options)
+        backend: Backend = create_backend(config.backend, setup,
+                                          with_bos_option(config.backend, config.backend_options, config.add_bos_token))
         check_capabilities(backend, tasks)
+        fmt = prompt_format(backend, config.chat_template, config.system_instruction, config.fewshot_as_multiturn)
         if ctx.world_size > 1:
             backend = DistributedBackend(backend, ctx)
         if output_dir is not None:
@@ -128,7 +144,7 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
                 backend = CachedBackend(backend, RequestCache(output_dir / CACHE_FILE, key))
         evaluator = Evaluator(backend, tasks, limit=config.limit, num_fewshot=config.num_fewshot,
                               primary=ctx.is_main, output_dir=output_dir, show_progress=show_progress,
-                              allow_code_execution=config.allow_code_execution)
+                              allow_code_execution=config.allow_code_execution, prompt_format=fmt)
         started = time.perf_counter()
         task_results = evaluator.run()
         usage = memory_report(ctx, backend.resource_usage(), bool(backend.model_info().get("fsdp")))
@@ -138,7 +154,8 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
         import torch
 
         recorded = {**config.to_dict(), "world_size": ctx.world_size, "threads": torch.get_num_threads(),
-                    "data_dir": str(data_dir) if data_dir else None}
+                    "data_dir": str(data_dir) if data_dir else None, "fewshot_as_multiturn": fmt.fewshot_as_multiturn,
+                    "prompt_format": fmt.to_dict()}
         results = _results(task_results, evaluator, backend, recorded, started)
         results.distributed = usage
         if isinstance(backend, CachedBackend):
@@ -148,6 +165,32 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
         return results
     finally:
         shutdown(ctx)
+
+
+def with_bos_option(backend: str, options: Any, add_bos_token: bool | None) -> Any:
+    """The backend's options with `add_bos_token` set (`--add-bos-token`); unchanged when it is None."""
+    import dataclasses
+    from collections.abc import Mapping
+
+    if add_bos_token is None:
+        return options
+    if options is None or isinstance(options, Mapping):
+        given = dict(options or {})
+        if "add_bos_token" in given and str(given["add_bos_token"]).lower() != str(add_bos_token).lower():
+            raise ConfigError("--add-bos-token and --backend-option add_bos_token disagree")
+        return {**given, "add_bos_token": add_bos_token}
+    if dataclasses.is_dataclass(options) and any(f.name == "add_bos_token" for f in dataclasses.fields(options)):
+        return dataclasses.replace(options, add_bos_token=add_bos_token)
+    raise ConfigError(f"--add-bos-token: backend {backend!r} has no add_bos_token option")
+
+
+def prompt_format(backend: Backend, chat_template: str | None, system_instruction: str | None,
+                  fewshot_as_multiturn: bool | None) -> PromptFormat:
+    """How prompts are laid out: the chat template the backend's model selects for `chat_template` (None: plain),
+    shots as separate turns by default with a template (as lm-eval 0.4.13)."""
+    chat = backend.chat_template(chat_template) if chat_template is not None else None
+    multiturn = chat is not None if fewshot_as_multiturn is None else fewshot_as_multiturn
+    return PromptFormat(chat, system_instruction or None, multiturn)
 
 
 def _results(task_results: dict[str, TaskResult], evaluator: Evaluator, backend: Backend, config: dict[str, Any],

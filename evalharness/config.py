@@ -16,6 +16,10 @@ class RunConfig:
     backend / backend_options: a registered backend (evalharness.backends; "hf" by default) and its typed settings
     (its options dataclass, or {key: value} parsed against it). include_paths: task folders besides the shipped
     ones. compare: published models to add to report.html.
+    add_bos_token: None (lm-eval's rule: the tokenizer's own special tokens), True or False (hf backend).
+    chat_template: None (plain prompts), "default" (the model's own template) or a template's name or .jinja file.
+    system_instruction: a system message before each prompt. fewshot_as_multiturn: each shot a user and an
+    assistant turn (None: on with a chat template, as lm-eval).
     """
 
     model: str
@@ -38,6 +42,10 @@ class RunConfig:
     backend_options: Any = None
     include_paths: tuple[str, ...] = ()
     compare: tuple[str, ...] = ()
+    add_bos_token: bool | None = None
+    chat_template: str | None = None
+    system_instruction: str | None = None
+    fewshot_as_multiturn: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # recorded in results.json as given
 
     def __post_init__(self) -> None:
@@ -54,6 +62,8 @@ class RunConfig:
             raise ConfigError(f"--threads must be >= 1, got {self.threads}")
         if self.dist_timeout <= 0:
             raise ConfigError(f"--dist-timeout must be a positive number of seconds, got {self.dist_timeout}")
+        if self.fewshot_as_multiturn and self.chat_template is None:
+            raise ConfigError("--fewshot-as-multiturn needs --apply-chat-template")
         if self.max_seq_len is not None and self.max_seq_len < 1:
             raise ConfigError(f"--max-seq-len must be a positive number of tokens, got {self.max_seq_len}")
 

@@ -44,7 +44,10 @@ def init_distributed(device: str | None, timeout_seconds: float) -> DistContext:
     """
     if not under_torchrun():
         return DistContext(device=device)
+    from .lifetime import die_with_parent
     from .models.loading import default_device
+
+    die_with_parent()  # torchrun puts workers in their own sessions: without this, killing it leaves them running
 
     device = device or default_device()
     backend = "nccl" if device.startswith("cuda") else "gloo"

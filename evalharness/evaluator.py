@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 from tqdm import tqdm
 
 from .backends.base import Backend
+from .chat import PromptFormat
 from .requests import GenerateRequest
 from .results import TaskResult, write_samples
 from .tasks import Task
@@ -57,9 +58,11 @@ class Evaluator:
     """
 
     def __init__(self, backend: Backend, tasks: dict[str, Task], *, limit: int | None = None,
-                 num_fewshot: int | Mapping[str, int] | None = None, primary: bool = True, output_dir: Path | None = None,
-                 show_progress: bool = False, allow_code_execution: bool = False) -> None:
+                 num_fewshot: int | Mapping[str, int] | None = None, primary: bool = True,
+                 output_dir: Path | None = None, show_progress: bool = False, allow_code_execution: bool = False,
+                 prompt_format: PromptFormat | None = None) -> None:
         self.backend = backend
+        self.prompt_format = prompt_format or PromptFormat()
         self.tasks = tasks
         self.limit = limit
         self.num_fewshot = num_fewshot
@@ -103,7 +106,7 @@ class Evaluator:
 
     def _run_task(self, name: str, task: Task, open_sandbox: Callable[[], Any]) -> TaskResult | None:
         started = time.perf_counter()
-        items = task.build_items(limit=self.limit, num_fewshot=self.shots_for(name))
+        items = task.build_items(limit=self.limit, num_fewshot=self.shots_for(name), prompt_format=self.prompt_format)
         requests = [r for item in items for r in item.requests]
         runs: dict[int, list[Any]] = {}  # code tasks: item index -> futures of its programs' executions
         on_generated = None
@@ -140,6 +143,7 @@ class Evaluator:
             "output_type": task.spec.output_type,
             **task.spec.declarations(),
             "fewshot": task.fewshot_info(self.shots_for(name)),
+            **({} if self.prompt_format.is_plain else {"prompt_format": self.prompt_format.to_dict()}),
             "num_items": len(items),
             "num_requests": len(requests),
             "num_truncated_requests": n_truncated,

@@ -26,13 +26,20 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     """
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "evalharness", *without_nproc(argv)]
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd, preexec_fn=_torchrun_dies_with_us)
     try:
         return proc.wait()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop the workers, then report the interruption
         proc.send_signal(signal.SIGTERM)
         proc.wait()
         return 130
+
+
+def _torchrun_dies_with_us() -> None:
+    """In the torchrun child before it starts: killed if this launcher dies (its workers then follow it)."""
+    from .lifetime import die_with_parent
+
+    die_with_parent(signal.SIGTERM)
 
 
 def without_nproc(argv: Sequence[str]) -> list[str]:

@@ -121,6 +121,13 @@ class Backend(ABC):
         """This process's resources that a report shows per process (e.g. parameter bytes, peak memory)."""
         return {}
 
+    def chat_template(self, name: str) -> Any:
+        """The chat template (evalharness.chat.ChatTemplate) `--apply-chat-template NAME` selects for this model;
+        NAME "default" is the model's own. Backends without a tokenizer's templates may render built-in ones."""
+        from ..errors import ConfigError
+
+        raise ConfigError(f"backend {self.name!r} does not support chat templates (--apply-chat-template)")
+
     def close(self) -> None:
         """Release what the backend holds open (files, connections)."""
 
@@ -164,6 +171,9 @@ class WrappingBackend(Backend):
 
     def resource_usage(self) -> dict[str, Any]:
         return self.inner.resource_usage()
+
+    def chat_template(self, name: str) -> Any:
+        return self.inner.chat_template(name)
 
     def close(self) -> None:
         self.inner.close()

@@ -1,4 +1,4 @@
-"""Command line: `evalharness run | report | list`, one module per verb; the work is done by the library."""
+"""Command line: `evalharness run | report | compare | list`, one module per verb; the work is done by the library."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import sys
 from typing import Sequence
 
 from ..errors import EvalHarnessError
-from . import listing, report, run
+from . import compare, listing, report, run
 
-VERBS = {"run": run, "report": report, "list": listing}
+VERBS = {"run": run, "report": report, "compare": compare, "list": listing}
 
 
 def _parser() -> argparse.ArgumentParser:

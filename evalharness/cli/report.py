@@ -23,6 +23,9 @@ def add_parser(sub: Any) -> None:
     rp.add_argument("--layout", help="a table shape: mpt-7b-table (its twelve tasks vs MPT-7B, LLaMA-7B, Falcon-7B), "
                     "mpt-30b-vs-gpt3 (nine GPT-3 paper tasks vs MPT-30B, GPT-3 175B), gauntlet (models x LLM "
                     "Foundry gauntlet categories and average; every published model unless --compare)")
+    rp.add_argument("--paired", action=argparse.BooleanOptionalAction, default=None,
+                    help="md, html: add the item-by-item comparison of the two runs given (as `evalharness compare`); "
+                    "html default: shown for two runs of one model family")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -30,7 +33,7 @@ def main(args: argparse.Namespace) -> int:
 
     text = report(args.results, output=args.output, compare=args.compare, references=args.reference,
                   metrics=args.metric, fmt=args.format, subsets=args.subsets, samples=args.samples,
-                  layout=args.layout)
+                  layout=args.layout, paired=args.paired)
     if args.output:
         print(f"wrote {args.output}")
     else:

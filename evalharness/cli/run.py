@@ -43,6 +43,18 @@ def add_parser(sub: Any) -> None:
     m.add_argument("--threads", type=int, default=_env_int("EVALHARNESS_THREADS"),
                    help="torch CPU threads (default: $EVALHARNESS_THREADS or torch's default)")
     m.add_argument("--trust-remote-code", action="store_true", help="allow model code from the checkpoint")
+    m.add_argument("--add-bos-token", action=argparse.BooleanOptionalAction, default=None,
+                   help="put a BOS token in front of every input, or none with --no-add-bos-token (default: as lm-eval "
+                        "0.4.13, the tokenizer's own special tokens: a BOS for Gemma and Llama tokenizers)")
+    c = r.add_argument_group("prompt format (as lm-eval's --apply_chat_template, --system_instruction, --fewshot_as_multiturn)")
+    c.add_argument("--apply-chat-template", nargs="?", const="default", default=None, metavar="NAME",
+                   help="format prompts as chat messages through the model's chat template (a preset's built-in one, "
+                        "else the tokenizer's), or NAME: one of the tokenizer's templates, mpt-instruct, mpt-chat, "
+                        "chatml, or a .jinja file")
+    c.add_argument("--system-instruction", metavar="TEXT", help="a system message before every prompt")
+    c.add_argument("--fewshot-as-multiturn", action=argparse.BooleanOptionalAction, default=None,
+                   help="with a chat template, each shot is a user turn and an assistant turn (default: on with "
+                        "--apply-chat-template; --no-fewshot-as-multiturn: all shots in one user message)")
     d = r.add_argument_group("several processes (torchrun)")
     d.add_argument("--nproc", type=int, default=1,
                    help="run in N processes on this machine (starts torchrun; one GPU each, or gloo on CPU)")
@@ -96,6 +108,8 @@ def main(args: argparse.Namespace) -> int:
         use_cache=not args.no_cache, allow_code_execution=args.allow_code_execution, fsdp=args.fsdp,
         dist_timeout=args.dist_timeout, backend=args.backend, backend_options=parse_option_pairs(args.backend_option),
         include_paths=tuple(args.include_path), compare=tuple(parse_list(args.compare)), extra=extra,
+        add_bos_token=args.add_bos_token, chat_template=args.apply_chat_template,
+        system_instruction=args.system_instruction, fewshot_as_multiturn=args.fewshot_as_multiturn,
     )
     if config.compare:
         from ..report.make import check_compare

@@ -213,10 +213,13 @@ def _gauntlet_view(table: GauntletTable | None) -> dict[str, Any] | None:
 
 
 def render_leaderboard(comp: Comparison, runs: list[Run], *, samples_per_task: int = 3,
-                       title: str = "evalharness leaderboard", gauntlet_table: GauntletTable | None = None) -> str:
-    """The whole page as one string (no external resources); with the gauntlet table when given."""
+                       title: str = "evalharness leaderboard", gauntlet_table: GauntletTable | None = None,
+                       paired: dict[str, Any] | None = None) -> str:
+    """The whole page as one string (no external resources); with the gauntlet table and the paired comparison
+    of two runs (paired_tables.html_view) when given."""
     return environment().get_template(TEMPLATE).render(
         gauntlet=_gauntlet_view(gauntlet_table),
+        paired=paired,
         title=title,
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         tasks=[{"name": t, "protocol": comp.protocols[t].describe()} for t in comp.tasks],

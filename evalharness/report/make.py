@@ -12,6 +12,9 @@ from .gauntlet import to_csv as gauntlet_csv
 from .gauntlet import to_markdown as gauntlet_markdown
 from .html import render_leaderboard
 from .layouts import GAUNTLET, get_layout
+from .paired_tables import html_view
+from .paired_tables import to_markdown as paired_markdown
+from .pairing import RunPair, pair_runs
 from .references import check_models, load_references
 from .runs import Run, label_runs, load_runs
 from .tables import build_comparison, to_csv, to_markdown
@@ -52,8 +55,11 @@ def infer_format(fmt: str | None, output: str | Path | None) -> str:
 
 def render(runs: list[Run], *, compare: str | Sequence[str] | None = None, references: Sequence[str | Path] = (),
            metrics: str | Sequence[str] | dict[str, str] | None = None, fmt: str = "md", subsets: bool = False,
-           samples: int = 3, layout: str | None = None) -> str:
+           samples: int = 3, layout: str | None = None, paired: bool | None = None) -> str:
     """The comparison of `runs` with the `compare` models' published scores, as md, csv or html.
+
+    paired (html): the item-by-item comparison of two runs (`evalharness compare`'s table): True requires it (an
+    error when the runs cannot be paired), None shows it for two runs of one model family, False never.
 
     layout: a table shape from reports/layouts.yaml (its rows and published models; `compare` adds models), or
     "gauntlet": models x gauntlet categories (the `compare` models, else every model with published composites).
@@ -85,11 +91,38 @@ def render(runs: list[Run], *, compare: str | Sequence[str] | None = None, refer
                                   title="evalharness gauntlet composites")
     comp = build_comparison(runs, refs, models, overrides, table_layout)
     if fmt == "md":
-        return to_markdown(comp, runs, subsets=subsets) + "\n"
+        text = to_markdown(comp, runs, subsets=subsets) + "\n"
+        return text + "\n" + paired_markdown(_pair(runs, overrides)) if paired else text
     if fmt == "csv":
+        if paired:
+            raise ConfigError("--paired adds a section to md and html reports; for CSV use evalharness compare --csv")
         return to_csv(comp)
     return render_leaderboard(comp, runs, samples_per_task=samples, title=comp.title or "evalharness leaderboard",
-                              gauntlet_table=_gauntlet_section(runs, refs, models))
+                              gauntlet_table=_gauntlet_section(runs, refs, models),
+                              paired=_paired_section(runs, paired, overrides))
+
+
+def _paired_section(runs: list[Run], paired: bool | None, metrics: dict[str, str]) -> dict[str, Any] | None:
+    """The page's A vs B section: asked for, or two runs of one model family; a note when they cannot be paired."""
+    if paired is False:
+        return None
+    families = {r.data.get("model", {}).get("model_type") for r in runs}
+    if not paired and (len(runs) != 2 or len(families) != 1 or None in families):
+        return None
+    try:
+        pair = _pair(runs, metrics)
+    except ConfigError as exc:
+        if paired:
+            raise
+        return html_view(None, f"Not compared item by item: {exc}")
+    return html_view(pair)
+
+
+def _pair(runs: list[Run], metrics: dict[str, str]) -> RunPair:
+    """The paired comparison of exactly two runs (`metrics`: the report's --metric overrides of run A's tasks)."""
+    if len(runs) != 2:
+        raise ConfigError(f"--paired compares exactly two runs, got {len(runs)}")
+    return pair_runs(runs[0], runs[1], metrics={t: k for t, k in metrics.items() if t in runs[0].tasks})
 
 
 def _gauntlet_section(runs: list[Run], refs: list, models: list[str]) -> GauntletTable | None:

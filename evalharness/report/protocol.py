@@ -1,4 +1,4 @@
-"""What a number means: the protocol a value was obtained under (metric, average, shots, harness).
+"""What a number means: the protocol a value was obtained under (metric, average, shots, harness, prompt format).
 
 A task's headline metric and the harnesses each metric reproduces are the task's own declarations (its YAML,
 recorded in results.json; declarations.py). A value is ranked beside another only if their protocols agree.
@@ -13,18 +13,22 @@ AGGREGATES = ("macro", "micro")
 
 @dataclass(frozen=True)
 class Protocol:
-    """How a value was obtained. `aggregate` None: the task has no subsets, or the source does not say."""
+    """How a value was obtained. `aggregate` None: the task has no subsets, or the source does not say.
+    `prompt_format`: "" for plain prompts (published scores), else the chat template / system instruction label
+    (evalharness.chat.label_of): chat-formatted values are a different protocol."""
 
     metric: str
     aggregate: str | None
     num_fewshot: int | None
     harnesses: frozenset[str]
     higher_is_better: bool = True
+    prompt_format: str = ""
 
     def describe(self) -> str:
         agg = f" ({self.aggregate})" if self.aggregate else ""
         shots = "?" if self.num_fewshot is None else str(self.num_fewshot)
-        return f"{self.metric}{agg}, {shots}-shot, {'/'.join(sorted(self.harnesses))}"
+        fmt = f", {self.prompt_format}" if self.prompt_format else ""
+        return f"{self.metric}{agg}, {shots}-shot, {'/'.join(sorted(self.harnesses))}{fmt}"
 
 
 def split_metric_key(key: str) -> tuple[str, str | None]:
@@ -54,4 +58,6 @@ def differences(row: Protocol, other: Protocol) -> list[str]:
         out.append(f"{shots} (row: {row.num_fewshot}-shot)")
     if not other.harnesses & row.harnesses:
         out.append(f"harness {'/'.join(sorted(other.harnesses))} (row: {'/'.join(sorted(row.harnesses))})")
+    if other.prompt_format != row.prompt_format:
+        out.append(f"prompt format {other.prompt_format or 'plain'} (row: {row.prompt_format or 'plain'})")
     return out

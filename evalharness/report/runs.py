@@ -33,6 +33,12 @@ class Run:
             shots = self.data.get("config", {}).get("num_fewshot")
         return shots if isinstance(shots, int) else 0 if shots is None else None
 
+    def prompt_format(self, task: str) -> str:
+        """The task's prompt format label: "" for plain prompts, else its chat template / system instruction."""
+        from ..chat import label_of
+
+        return label_of(self.task_info(task).get("prompt_format"))
+
     def declarations(self, task: str) -> TaskDeclarations:
         """What the task's numbers mean (headline metric, directions, harnesses, baseline, category)."""
         return from_results(task, self.task_info(task), list(self.data["results"].get(task, {})))
@@ -53,17 +59,18 @@ class Run:
     def subsets(self, task: str) -> list[str]:
         return list(self.data.get("groups", {}).get(task, {}))
 
-    def samples(self, task: str, limit: int) -> list[dict[str, Any]]:
-        """The first `limit` lines of samples_<task>.jsonl (fewer if the file is shorter or absent)."""
+    def samples(self, task: str, limit: int | None) -> list[dict[str, Any]]:
+        """The first `limit` lines of samples_<task>.jsonl, or all of them for None (fewer if the file is shorter
+        or absent)."""
         path = self.folder / f"samples_{task}.jsonl" if self.folder else None
-        if path is None or not path.is_file() or limit <= 0:
+        if path is None or not path.is_file() or (limit is not None and limit <= 0):
             return []
         out = []
         with path.open(encoding="utf-8") as f:
             for line in f:
                 if line.strip():
                     out.append(json.loads(line))
-                if len(out) >= limit:
+                if limit is not None and len(out) >= limit:
                     break
         return out
 
@@ -102,7 +109,7 @@ def load_runs(paths: list[Path | str]) -> list[Run]:
 def label_runs(items: list[tuple[dict[str, Any], Path | None]]) -> list[Run]:
     """Label = model name; runs sharing one get the shots, then the dtype, that tell them apart, else #2, #3."""
     runs = [Run(Run("", d).model_name(), d, folder) for d, folder in items]
-    for extra in (_shots_label, _dtype_label):
+    for extra in (_shots_label, _format_label, _dtype_label):
         groups: dict[str, list[int]] = {}
         for i, r in enumerate(runs):
             groups.setdefault(r.label, []).append(i)
@@ -121,6 +128,11 @@ def label_runs(items: list[tuple[dict[str, Any], Path | None]]) -> list[Run]:
 def _shots_label(run: Run) -> str:
     shots = sorted({run.num_fewshot(t) for t in run.tasks}, key=lambda s: -1 if s is None else s)
     return "/".join(f"{s}-shot" for s in shots if s is not None)
+
+
+def _format_label(run: Run) -> str:
+    formats = sorted({run.prompt_format(t) for t in run.tasks})
+    return "; ".join(f or "plain" for f in formats)
 
 
 def _dtype_label(run: Run) -> str:

@@ -3,7 +3,7 @@
 Each task row has a protocol (headline metric, average, shots, harness) taken from the first run that
 has the task. A value obtained under another protocol is never ranked with the others: it is marked
 with a footnote that says what differs. The best comparable value of a row (when there are two or more)
-is highlighted.
+is highlighted when its lead over the second exceeds their combined standard error.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def row_protocols(runs: list[Run], metrics: dict[str, str] | None = None, layout
             metric, aggregate = split_metric_key(key)
             aggregate = aggregate or declared.subset_average
             out[row] = Protocol(metric, aggregate, run.num_fewshot(task), declared.harnesses_of(metric),
-                                declared.is_higher_better(metric))
+                                declared.is_higher_better(metric), run.prompt_format(task))
             break
         else:
             out[row] = _layout_protocol(row, layout, references, compare)
@@ -113,7 +113,8 @@ def _layout_protocol(row: str, layout: TableLayout | None, references: list[Refe
 
 def _run_cells(run: Run, task: str, row: Protocol, layout: TableLayout | None = None) -> list[dict]:
     source = row_source(run, task, layout)
-    proto = Protocol(row.metric, row.aggregate, run.num_fewshot(source or task), row.harnesses)
+    proto = Protocol(row.metric, row.aggregate, run.num_fewshot(source or task), row.harnesses,
+                     prompt_format=run.prompt_format(source) if source is not None else "")
     reasons = differences(row, proto)
     if source is not None and source != task:
         reasons.insert(0, f"our task {source}: {layout.run_tasks[task][source]}" if layout else source)
@@ -184,15 +185,24 @@ def build_comparison(runs: list[Run], references: list[Reference] = (), compare:
 
 
 def _best(cells: pd.DataFrame, protocols: dict[str, Protocol]) -> pd.Series:
-    """True for the best comparable value of each (task, subset) row that has two or more of them."""
+    """True for the best comparable value of each (task, subset) row that has two or more of them, when it leads."""
     best = pd.Series(False, index=cells.index)
     ok = cells[cells.comparable & cells.value.notna()]
     for (task, _), group in ok.groupby(["task", "subset"], sort=False):
         if len(group) < 2:
             continue
-        target = group.value.max() if protocols[task].higher_is_better else group.value.min()
-        best[group.index[group.value == target]] = True
+        ordered = group.sort_values("value", ascending=not protocols[task].higher_is_better, kind="stable")
+        first, second = ordered.iloc[0], ordered.iloc[1]
+        if clear_lead(first.value, first.stderr, second.value, second.stderr):
+            best[ordered.index[0]] = True
     return best
+
+
+def clear_lead(first: float, first_se: float | None, second: float, second_se: float | None) -> bool:
+    """The honest-highlight rule: the lead |first - second| exceeds the combined standard error
+    sqrt(se1^2 + se2^2). A value without a standard error (a published one) counts as exact; a tie never leads."""
+    ses = [se for se in (first_se, second_se) if se is not None and se == se]
+    return abs(first - second) > math.sqrt(sum(se * se for se in ses))
 
 
 def _footnotes(cells: pd.DataFrame) -> tuple[pd.Series, list[str]]:
@@ -251,7 +261,8 @@ def to_markdown(comp: Comparison, runs: list[Run] = (), *, subsets: bool = False
     for task in comp.tasks:
         p = comp.protocols[task]
         metric = p.metric + (f" ({p.aggregate})" if p.aggregate else "")
-        lines.append([task, metric, str(p.num_fewshot), "/".join(sorted(p.harnesses))]
+        protocol = "/".join(sorted(p.harnesses)) + (f", {p.prompt_format}" if p.prompt_format else "")
+        lines.append([task, metric, str(p.num_fewshot), protocol]
                      + [_md_cell_at(comp, task, label) for label in labels])
     out = [f"**{comp.title}**", ""] if comp.title else []
     out += _md_table(["task", "metric", "shots", "protocol", *labels], lines, len(labels))
@@ -271,7 +282,8 @@ def to_markdown(comp: Comparison, runs: list[Run] = (), *, subsets: bool = False
 def _legend(comp: Comparison, runs: list[Run]) -> list[str]:
     out = []
     if any(c.kind == "run" for c in comp.columns):
-        out += ["", "Our runs: value ± standard error; bold: best comparable value of the row."]
+        out += ["", "Our runs: value ± standard error; bold: best comparable value of the row, when its lead over the "
+                "second exceeds their combined standard error sqrt(se1² + se2²) (published values count as exact)."]
         for run in runs:
             limit = run.data.get("config", {}).get("limit")
             dtype = run.data.get("config", {}).get("dtype") or "?"

@@ -13,6 +13,7 @@ from typing import Any
 
 import jinja2
 
+from ..chat import Message, PromptFormat, join_delimited, render_prompt
 from ..errors import ConfigError
 from ..metrics import AGGREGATIONS, AnswerRule, MetricValue, Outcome, get_metric, macro_mean, micro_mean
 from ..metrics.registry import Metric
@@ -23,6 +24,7 @@ from .prompts import compile_expression, compile_template
 from .spec import CHOICE_TYPES, TaskSpec
 
 Request = LoglikelihoodRequest | GenerateRequest
+PLAIN = PromptFormat()
 Result = LoglikelihoodResult | GenerateResult
 
 
@@ -155,17 +157,29 @@ class Task:
             return [d for d in self.documents.docs if d.subset == doc.subset], False
         return self.documents.docs, False
 
-    def full_context(self, doc: Document, num_fewshot: int) -> str:
-        """description + shots (context + delimiter + gold) + the document's context, joined by the shot delimiter."""
-        parts = []
+    def full_context(self, doc: Document, num_fewshot: int, prompt_format: PromptFormat | None = None) -> str:
+        """The item's prompt. Plain (the default): description + shots (context + delimiter + gold) + the
+        document's context, joined by the shot delimiter. In another format, the same parts as chat messages
+        (evalharness.chat; as lm-eval's fewshot_context)."""
+        return render_prompt(self.messages(doc, num_fewshot, prompt_format), prompt_format or PLAIN)
+
+    def messages(self, doc: Document, num_fewshot: int, prompt_format: PromptFormat | None = None) -> list[Message]:
+        """The prompt as messages: system (system instruction, then description) if any; per shot a user message
+        (its context, followed by the target delimiter as plain text) and an assistant message (its gold answer,
+        followed by the shot delimiter); the item's context as the last user message. Joined as plain text they
+        are exactly the plain prompt."""
+        fmt = prompt_format or PLAIN
+        description = self._render(self._description, doc, "prompt.description") if self._description else ""
+        system = join_delimited(fmt.system_instruction, description, self.spec.fewshot_delimiter)
+        out = [Message("system", system)] if system else []
         if num_fewshot:
             pool, separate = self._shot_pool(doc)
             for shot in select_shots(doc, num_fewshot, pool=pool, from_separate_split=separate,
                                      seed=self.spec.fewshot_seed, task=self.spec.name):
-                parts.append(self.context_of(shot) + self.spec.target_delimiter + self.target_of(shot))
-        parts.append(self.context_of(doc))
-        description = self._render(self._description, doc, "prompt.description") if self._description else ""
-        return description + self.spec.fewshot_delimiter.join(parts)
+                out.append(Message("user", self.context_of(shot), self.spec.target_delimiter))
+                out.append(Message("assistant", self.target_of(shot), self.spec.fewshot_delimiter))
+        out.append(Message("user", self.context_of(doc)))
+        return out
 
     def selected_documents(self, limit: int | None) -> list[Document]:
         """The documents to evaluate: all, or the first `limit` of the file (of each subset for MMLU)."""
@@ -182,14 +196,23 @@ class Task:
                 out.append(d)
         return out
 
-    def build_items(self, limit: int | None = None, num_fewshot: int | None = None) -> list[Item]:
+    def build_items(self, limit: int | None = None, num_fewshot: int | None = None,
+                    prompt_format: PromptFormat | None = None) -> list[Item]:
+        """The items to evaluate, each with its requests. With a chat template (`prompt_format.chat`), a multiple-
+        choice continuation has no target delimiter (the answer is the assistant's message, as lm-eval's); a
+        language-modelling continuation keeps it (lm-eval's log-likelihood requests keep their target whole)."""
         k = self.spec.num_fewshot if num_fewshot is None else num_fewshot
+        fmt = prompt_format or PLAIN
         if self.spec.llm_foundry is not None:
+            if not fmt.is_plain:
+                raise ConfigError(f"task {self.spec.name} builds its prompts as LLM Foundry does, "
+                                  "which has no chat format; run it without --apply-chat-template")
             return self._llm_foundry_items(self.selected_documents(limit), k)
         items = []
         delim = self.spec.target_delimiter
+        choice_delim = "" if fmt.chat is not None else delim
         for doc in self.selected_documents(limit):
-            context = self.full_context(doc, k)
+            context = self.full_context(doc, k, fmt)
             if self.spec.generates:
                 g = self.spec.generation
                 assert g is not None
@@ -201,7 +224,7 @@ class Task:
             else:
                 choices = self.choices_of(doc)
                 gold = self.gold_of(doc, len(choices))
-                requests = tuple(LoglikelihoodRequest(context, delim + c) for c in choices)
+                requests = tuple(LoglikelihoodRequest(context, choice_delim + c) for c in choices)
                 items.append(Item(doc.doc_id, doc.subset, requests, gold, tuple(len(c) for c in choices)))
         return items
 

@@ -257,3 +257,43 @@ def test_unknown_preset_and_suite_suggest(tmp_path, data_dir):
     assert proc.returncode == 2 and "did you mean 'mpt-30b'" in one_error_line(proc)
     proc = cli("run", "--suite", "icll", cwd=tmp_path, data_dir=data_dir)
     assert proc.returncode == 2 and "did you mean 'icl'" in one_error_line(proc)
+
+
+def test_chat_template_bos_and_system_instruction_from_the_command_line(tiny_mpt_dir, data_dir, tmp_path):
+    """`--apply-chat-template mpt-chat --no-fewshot-as-multiturn --system-instruction ... --add-bos-token`: the
+    requests are ChatML with the system message and the shots in one user turn, every input starts with the BOS,
+    and results.json records all of it (the template by name and hash)."""
+    import hashlib
+
+    from evalharness.chat import BUILTIN_TEMPLATES
+
+    out = tmp_path / "out"
+    proc = cli("run", "--model", str(tiny_mpt_dir), "--tasks", "piqa", "--limit", "2", "--num-fewshot", "1",
+               "--dtype", "float32", "--apply-chat-template", "mpt-chat", "--no-fewshot-as-multiturn",
+               "--system-instruction", "Pick the better solution.", "--add-bos-token", "--output-dir", str(out),
+               cwd=tmp_path, data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    fmt = res["tasks"]["piqa"]["prompt_format"]
+    assert fmt["chat_template"] == {"name": "mpt-chat", "source": "builtin",
+                                    "sha256": hashlib.sha256(BUILTIN_TEMPLATES["mpt-chat"].encode()).hexdigest()}
+    assert fmt["fewshot_as_multiturn"] is False and fmt["system_instruction"] == "Pick the better solution."
+    assert res["config"]["add_bos_token"] is True and res["backend"]["special_tokens"]["prefix"] == [0]
+    sample = json.loads((out / "samples_piqa.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    context = sample["requests"][0]["context"]
+    assert context.startswith("<|im_start|>system\nPick the better solution.<|im_end|>\n<|im_start|>user\nQuestion: ")
+    assert context.count("<|im_start|>user") == 1 and context.endswith("Answer:<|im_end|>\n<|im_start|>assistant\n")
+    assert "chat mpt-chat" in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_chat_options_fail_cleanly(tiny_mpt_dir, data_dir, tmp_path):
+    line = one_error_line(cli("run", "--model", str(tiny_mpt_dir), "--tasks", "piqa", "--fewshot-as-multiturn",
+                              "--output-dir", str(tmp_path / "a"), cwd=tmp_path, data_dir=data_dir))
+    assert "needs --apply-chat-template" in line
+    proc = cli("run", "--model", str(tiny_mpt_dir), "--tasks", "piqa", "--apply-chat-template", "--limit", "1",
+               "--output-dir", str(tmp_path / "b"), cwd=tmp_path, data_dir=data_dir)
+    # found once the tokenizer is loaded: one error line after the loading messages, nothing evaluated
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("evalharness: error: --apply-chat-template: the tokenizer "
+                                                           "has no default chat template")
+    assert not (tmp_path / "b" / "results.json").exists()

@@ -61,11 +61,13 @@ class HFBackend(Backend):
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, *, batch_size: int = 16, max_length: int | None = None,
                  options: HFOptions | None = None, identity: str | None = None, model_info: dict[str, Any] | None = None,
-                 process_wide: bool = False, accelerator: Accelerator | None = None) -> None:
+                 process_wide: bool = False, accelerator: Accelerator | None = None,
+                 default_chat_template: str | None = None) -> None:
         """`identity`: what the request cache keys this model by (default: the model's class, config and dtype;
         `load_hf_backend` passes the weights' fingerprint). `model_info`: what results.json says about the model.
         `process_wide`: an accelerator may change process-wide settings (the command line's own process only).
-        `accelerator`: one already bound to `model`, instead of the one `options.accelerator` finds."""
+        `accelerator`: one already bound to `model`, instead of the one `options.accelerator` finds.
+        `default_chat_template`: the built-in chat template `--apply-chat-template` uses for this model (a preset's)."""
         self.options = options = options or HFOptions()
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -102,6 +104,12 @@ class HFBackend(Backend):
         self.pad_token_id = int(pad if pad is not None else 0)
         prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         self.prefix_token_id = prefix
+        self.default_chat_template = default_chat_template
+        self.special_prefix, self.special_suffix = special_tokens(tokenizer, options.add_bos_token)
+        # lm-eval adds no special tokens to a text that already starts with the BOS text (a chat template's
+        # "<bos>"): the text of the empty-context token for log-likelihoods, the tokenizer's BOS for generation
+        self._bos_texts = (tokenizer.decode([prefix]) if prefix is not None else None,
+                           getattr(tokenizer, "bos_token", None))
         self._identity = identity or _default_identity(model)
 
     # ---- the Backend interface ---------------------------------------------------------------
@@ -114,7 +122,9 @@ class HFBackend(Backend):
         return self._max_length
 
     def identity(self) -> str:
-        return f"hf|{self._identity}|max_length={self._max_length}"
+        special = (f"|special_tokens={self.special_prefix}+{self.special_suffix}"
+                   if self.special_prefix or self.special_suffix else "")  # no change to plain-text identities
+        return f"hf|{self._identity}|max_length={self._max_length}{special}"
 
     def batches(self, kind: str, requests: Sequence[Any]) -> list[list[int]]:
         if kind == "loglikelihood":
@@ -126,7 +136,12 @@ class HFBackend(Backend):
         return {"name": self.name, "batch_size": self.batch_size, "max_length": self._max_length,
                 "options": {"pack": self.pack, "share_prefix": self.share_prefix,
                             "batch_overhead_tokens": o.batch_overhead_tokens, "mask_free": o.mask_free,
-                            "read_chunk": o.read_chunk, "accelerator": o.accelerator},
+                            "read_chunk": o.read_chunk, "accelerator": o.accelerator,
+                            "add_bos_token": o.add_bos_token},
+                "special_tokens": {"add_bos_token": o.add_bos_token, "prefix": self.special_prefix,
+                                   "suffix": self.special_suffix,
+                                   "rule": "lm-eval 0.4.13: the tokenizer's own special tokens unless add_bos_token "
+                                           "says otherwise; none for a text starting with the BOS text"},
                 "accelerator": self.accelerator_status.to_dict()}
 
     def model_info(self) -> dict[str, Any]:
@@ -141,13 +156,31 @@ class HFBackend(Backend):
             usage["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
         return usage
 
+    def chat_template(self, name: str) -> Any:
+        """The chat template NAME selects for this model's tokenizer (evalharness.chat.resolve_chat_template)."""
+        from ...chat import resolve_chat_template
+
+        return resolve_chat_template(self.tokenizer, name, self.default_chat_template)
+
     def _batch_scope(self) -> contextlib.AbstractContextManager[Any]:
         """Around each batch: an FSDP model's root parameters gathered (see _root_gathered)."""
         return root_gathered(self.model) if self._sharded else contextlib.nullcontext()
 
     # ---- tokenisation ------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """A generation prompt's tokens, with the special tokens lm-eval's generate_until adds."""
+        return self._encode_many([text], self._bos_texts[1])[text]
+
+    def _encode_many(self, texts: Sequence[str], bos_text: str | None) -> dict[str, list[int]]:
+        """Each text's tokens: the special prefix and suffix around its plain tokens, or none for a text that
+        starts with `bos_text` (lm-eval's has_bos_prefix rule)."""
+        texts = list(dict.fromkeys(texts))
+        plain = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        out = {}
+        for text, ids in zip(texts, plain):
+            bare = bool(bos_text) and text.startswith(bos_text)
+            out[text] = list(ids) if bare else [*self.special_prefix, *ids, *self.special_suffix]
+        return out
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """(context tokens, continuation tokens) at the lm-eval boundary."""
@@ -163,17 +196,20 @@ class HFBackend(Backend):
             if n_space:
                 context, continuation = context[:-n_space], context[-n_space:] + continuation
             split.append((context, continuation))
-        texts = list(dict.fromkeys(t for c, x in split for t in ((c, c + x) if c else (x,))))
-        ids = dict(zip(texts, self.tokenizer(texts, add_special_tokens=False)["input_ids"])) if texts else {}
+        ids = self._encode_many([t for c, x in split if c for t in (c, c + x)], self._bos_texts[0])
+        bare = [x for c, x in split if not c]
+        bare_ids = dict(zip(bare, self.tokenizer(bare, add_special_tokens=False)["input_ids"])) if bare else {}
         out = []
         for context, continuation in split:
-            if not context:
+            if not context:  # the BOS (else EOS) token as context, unless the continuation starts with it (lm-eval)
                 if self.prefix_token_id is None:
                     raise ValueError("empty context and the tokenizer has neither a BOS nor an EOS token")
-                out.append(([int(self.prefix_token_id)], list(ids[continuation])))
+                cont = list(bare_ids[continuation])
+                prefix = int(self.prefix_token_id)
+                out.append(([prefix], cont) if not cont or cont[0] != prefix else (cont[:1], cont[1:]))
                 continue
-            context_ids = list(ids[context])
-            out.append((context_ids, list(ids[context + continuation])[len(context_ids):]))
+            context_ids = ids[context]
+            out.append((context_ids, ids[context + continuation][len(context_ids):]))
         return out
 
     # ---- scoring -----------------------------------------------------------------------------
@@ -438,6 +474,29 @@ class HFBackend(Backend):
             positions = positions[:, prefix:]
         return self._body(reads, input_ids=input_ids[:, prefix:], attention_mask=mask, position_ids=positions,
                           past_key_values=cache, use_cache=True)
+
+
+def special_tokens(tokenizer: Any, add_bos_token: bool | None) -> tuple[list[int], list[int]]:
+    """(token ids before, token ids after) the plain tokens of a text, as lm-eval 0.4.13's HF backend encodes it.
+
+    lm-eval encodes with the tokenizer's own special tokens (`add_special_tokens` left at its default) unless
+    `add_bos_token` is given: True loads the tokenizer with `add_bos_token=True` (a BOS in front, whatever the
+    tokenizer's default) and False encodes without any special token. lm-eval 0.4.13 has no rule per model type:
+    Gemma's tokenizers add a BOS by default, and so do Llama's; GPT-2's, GPT-NeoX's and SmolLM2's add nothing.
+    """
+    if add_bos_token is False:
+        return [], []
+    probe = "a"
+    plain = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
+    full = list(tokenizer(probe, add_special_tokens=True)["input_ids"])
+    at = next((i for i in range(len(full) - len(plain) + 1) if full[i:i + len(plain)] == plain), None)
+    if at is None:  # a post-processor that changes the text's own tokens: not something lm-eval's rule covers
+        raise ValueError(f"the tokenizer's special tokens do not wrap the plain tokens ({full} vs {plain})")
+    prefix, suffix = full[:at], full[at + len(plain):]
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if add_bos_token and bos is not None and bos not in prefix:
+        prefix = [bos, *prefix]
+    return [int(t) for t in prefix], [int(t) for t in suffix]
 
 
 def _generated_length(tokens: list[int], eos: int | None, pad: int) -> int:

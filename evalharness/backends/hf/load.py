@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from ...models.loading import load_model
+from ...models.presets import PRESETS
 from ..base import BackendSetup
 from .backend import HFBackend
 from .options import HFOptions
@@ -24,5 +25,7 @@ def load_hf_backend(setup: BackendSetup, options: HFOptions) -> HFBackend:
                         max_seq_len=setup.max_length, trust_remote_code=setup.trust_remote_code, build=sharded)
     info = {**loaded.info, "fsdp": bool(sharded and sharded.used), "load_seconds": round(time.perf_counter() - started, 2)}
     identity = f"{loaded.info['fingerprint']}|config={loaded.info['config_sha256']}|{loaded.dtype}"
+    preset = PRESETS.get(setup.model)
     return HFBackend(loaded.model, loaded.tokenizer, batch_size=setup.batch_size, max_length=setup.max_length,
-                     options=options, identity=identity, model_info=info, process_wide=setup.owns_process)
+                     options=options, identity=identity, model_info=info, process_wide=setup.owns_process,
+                     default_chat_template=preset.chat_template if preset is not None else None)

@@ -40,6 +40,9 @@ class HFOptions:
     read_chunk: rows of logits reduced at a time when reading log-probs.
     accelerator: "auto" (an installed accelerator plugin whose guard passes for this device and model, e.g. the
         CPU plugin), "none", or a plugin's name ("cpu").
+    add_bos_token: None (lm-eval 0.4.13's rule: the tokenizer's own special tokens, e.g. a BOS for Gemma and
+        Llama tokenizers, nothing for GPT-2/GPT-NeoX/SmolLM2), True (a BOS in front of every input), False (no
+        special tokens). Also `--add-bos-token` / `--no-add-bos-token`.
     """
 
     pack: bool | None = None
@@ -48,6 +51,7 @@ class HFOptions:
     mask_free: bool = True
     read_chunk: int = READ_CHUNK
     accelerator: str = "auto"
+    add_bos_token: bool | None = None
 
     def __post_init__(self) -> None:
         from ...errors import ConfigError

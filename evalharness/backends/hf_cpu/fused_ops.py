@@ -28,6 +28,7 @@ non-CPU tensors, other dtypes).
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import inspect
@@ -92,6 +93,25 @@ def build_name() -> str:
     return "evalharness_fused_ops_" + digest.hexdigest()[:16]
 
 
+@contextmanager
+def build_lock(build_dir: Path) -> Iterator[None]:
+    """Held while the kernels are built or loaded, so one process at a time touches `build_dir`.
+
+    An flock: the system drops it when its holder dies, so a build killed at any moment never blocks a later
+    run. Under it, torch's own lock file in the folder (`lock`, which torch's build waits on for as long as it
+    exists) can only be left by a dead build, and is removed."""
+    with open(build_dir.parent / f"{build_dir.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            stale = build_dir / "lock"
+            if stale.exists():
+                log.info(f"removing {stale}, left by a kernel build that was killed")
+                stale.unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def load_fused_ops() -> Any | None:
     """The compiled kernels (building them on first use), or None if turned off or they cannot be built."""
     global _loaded, _tried
@@ -109,10 +129,11 @@ def load_fused_ops() -> Any | None:
             name = build_name()
             build_dir = cache_root() / "kernels" / name
             build_dir.mkdir(parents=True, exist_ok=True)
-            if not any(build_dir.glob("*.so")):
-                log.info("compiling the fused CPU kernels (once per machine, about 30 s)")
-            _loaded = load(name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS, extra_ldflags=["-fopenmp"],
-                           build_directory=str(build_dir), verbose=False)
+            with build_lock(build_dir):
+                if not any(build_dir.glob("*.so")):
+                    log.info("compiling the fused CPU kernels (once per machine, about 30 s)")
+                _loaded = load(name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS, extra_ldflags=["-fopenmp"],
+                               build_directory=str(build_dir), verbose=False)
         except Exception as exc:  # no compiler, no ninja, a failed build: the eager modules still work
             log.warning(f"fused CPU kernels unavailable, using the eager modules ({type(exc).__name__}: "
                         f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}); set {ENV}=0 to skip "

@@ -15,10 +15,15 @@ from evalharness.models.presets import PRESETS
 
 
 def test_presets_map_to_hub_ids_and_mpt_uses_neox_tokenizer():
-    for name in ["mpt-7b", "mpt-7b-instruct", "mpt-7b-chat", "mpt-7b-8k", "mpt-30b", "mpt-30b-instruct", "mpt-30b-chat"]:
+    for name in ["mpt-7b", "mpt-7b-instruct", "mpt-7b-8k", "mpt-30b", "mpt-30b-instruct"]:
         src = resolve_source(name)
         assert src.kind == "preset" and src.weights == f"mosaicml/{name}"
         assert src.tokenizer == "EleutherAI/gpt-neox-20b"
+    for name in ["mpt-7b-chat", "mpt-30b-chat"]:  # their own tokenizer: GPT-NeoX's plus the ChatML tokens
+        src = resolve_source(name)
+        assert src.kind == "preset" and src.weights == src.tokenizer == f"mosaicml/{name}"
+        assert PRESETS[name].chat_template == "mpt-chat"
+    assert PRESETS["mpt-7b-instruct"].chat_template == PRESETS["mpt-30b-instruct"].chat_template == "mpt-instruct"
     assert resolve_source("llama-7b").weights == PRESETS["llama-7b"].hub_id
     assert resolve_source("falcon-40b").weights == "tiiuae/falcon-40b"
     assert resolve_source("falcon-7b").tokenizer == "tiiuae/falcon-7b"

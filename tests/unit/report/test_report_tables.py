@@ -14,7 +14,7 @@ from evalharness.report.make import parse_metrics, render
 from evalharness.report.protocol import Protocol, differences, split_metric_key
 from evalharness.report.references import load_references
 from evalharness.report.runs import label_runs
-from evalharness.report.tables import build_comparison, to_csv, to_markdown
+from evalharness.report.tables import build_comparison, clear_lead, to_csv, to_markdown
 from support.report_helpers import make_results
 
 REF_HEADER = "model,display_name,task,metric,aggregate,num_fewshot,value,harness,note,source\n"
@@ -82,11 +82,37 @@ def test_best_value_is_the_best_comparable_one(refs):
     assert "**0.720 ± 0.010**" in md and "0.900 [1]" in md and "**0.900" not in md
 
 
-def test_ties_all_highlighted_and_single_value_not_highlighted(refs):
+def test_ties_and_single_values_not_highlighted(refs):
     runs = runs_of(make_results("x", {"piqa": {"acc_token": 0.70}, "hellaswag": {"acc_token": 0.4}}))
     comp = build_comparison(runs, refs, ["ref-a"])
-    assert comp.cell("piqa", "x").best and comp.cell("piqa", "Ref A").best
+    assert not comp.cell("piqa", "x").best and not comp.cell("piqa", "Ref A").best  # a tie leads nobody
     assert not comp.cell("hellaswag", "x").best  # nothing to compare with
+
+
+def test_clear_lead_by_hand():
+    # the combined standard error sqrt(0.03^2 + 0.04^2) = 0.05: a lead of 0.04 is inside it, 0.06 beyond
+    assert not clear_lead(0.74, 0.03, 0.70, 0.04)
+    assert clear_lead(0.76, 0.03, 0.70, 0.04)
+    assert clear_lead(0.71, 0.005, 0.70, None)  # a published value counts as exact: 0.01 > 0.005
+    assert not clear_lead(0.70, None, 0.70, None)
+
+
+def test_best_only_beyond_the_combined_standard_error(refs):
+    # 0.72 ± 0.05 leads 0.65 ± 0.05 by 0.07 < sqrt(2) * 0.05 = 0.0707: no best; with ± 0.04 (0.0566) it is
+    close = runs_of(make_results("a", {"piqa": {"acc_token": 0.72, "acc_token_stderr": 0.05}}),
+                    make_results("b", {"piqa": {"acc_token": 0.65, "acc_token_stderr": 0.05}}))
+    comp = build_comparison(close, refs, [])
+    assert not comp.cells.best.any()
+    assert "**" not in to_markdown(comp, close).split("\n\n")[0]
+    clear = runs_of(make_results("a", {"piqa": {"acc_token": 0.72, "acc_token_stderr": 0.04}}),
+                    make_results("b", {"piqa": {"acc_token": 0.65, "acc_token_stderr": 0.04}}))
+    comp = build_comparison(clear, refs, [])
+    assert comp.cell("piqa", "a").best and not comp.cell("piqa", "b").best
+    # the lead counts against the second value, not the last: 0.72 ± 0.04 vs 0.70 ± 0.04 (and 0.5)
+    three = runs_of(make_results("a", {"piqa": {"acc_token": 0.72, "acc_token_stderr": 0.04}}),
+                    make_results("b", {"piqa": {"acc_token": 0.70, "acc_token_stderr": 0.04}}),
+                    make_results("c", {"piqa": {"acc_token": 0.50, "acc_token_stderr": 0.04}}))
+    assert not build_comparison(three, refs, []).cells.best.any()
 
 
 def test_lower_is_better_metric(refs):
@@ -219,3 +245,22 @@ def test_best_follows_the_declared_direction(refs):
     results = [make_results(m, {"lambada_openai": {"perplexity": v}}) for m, v in (("A", 20.0), ("B", 30.0))]
     comp = build_comparison(runs_of(*results), refs, [], {"lambada_openai": "perplexity"})
     assert comp.cell("lambada_openai", "A").best and not comp.cell("lambada_openai", "B").best
+
+
+def test_chat_formatted_runs_are_another_protocol(refs):
+    """A run with a chat template (recorded per task in results.json) is labelled apart from the plain run of the
+    same model, marked as not comparable with plain prompts and never ranked beside published (plain) scores."""
+    chat = make_results("m", {"piqa": {"acc_token": 0.9}})
+    chat["tasks"]["piqa"]["prompt_format"] = {
+        "chat_template": {"name": "mpt-chat", "source": "builtin", "sha256": "ab12cd34" + "0" * 56},
+        "system_instruction": None, "fewshot_as_multiturn": True}
+    runs = runs_of(make_results("m", {"piqa": {"acc_token": 0.6}}), chat)
+    assert [r.label for r in runs] == ["m (plain)", "m (chat mpt-chat ab12cd34 multiturn)"]
+    comp = build_comparison(runs, refs, ["ref-a"])
+    cell = comp.cell("piqa", "m (chat mpt-chat ab12cd34 multiturn)")
+    assert cell.reason == "prompt format chat mpt-chat ab12cd34 multiturn (row: plain)" and not cell.best
+    assert comp.cell("piqa", "Ref A").best  # the plain run and the published score are ranked; the chat run is not
+    chat_first = build_comparison(list(reversed(runs)), refs, ["ref-a"])
+    assert chat_first.protocols["piqa"].describe() == "acc_token, 0-shot, llm-foundry, chat mpt-chat ab12cd34 multiturn"
+    assert "prompt format plain (row: chat mpt-chat ab12cd34 multiturn)" in chat_first.cell("piqa", "Ref A").reason
+    assert "| piqa | acc_token | 0 | llm-foundry, chat mpt-chat ab12cd34 multiturn |" in to_markdown(chat_first)
