@@ -167,3 +167,41 @@ def test_a_run_failing_part_way_never_overwrites_a_finished_run(reference, tiny_
     resumed = cli(*_args(tiny_mpt_dir, out, "--resume"), cwd=tmp_path, data_dir=data_dir)
     assert resumed.returncode == 0, resumed.stderr
     assert _results(out) == _results(reference) and _files(out) == _files(reference)
+
+
+def test_a_two_process_run_is_locked_by_rank_0(reference, tiny_mpt_dir, data_dir, tmp_path):
+    """Under `--nproc 2` the process that writes (rank 0, a child of the launcher) holds the folder; a second run
+    names it, and the two-process run's files are all its own."""
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(EVALHARNESS_DATA_DIR=str(data_dir), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    launcher = subprocess.Popen([sys.executable, "-m", "evalharness", *_args(tiny_mpt_dir, out, "--nproc", "2", "--no-fsdp")],
+                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    holder = None
+    while holder is None:
+        assert launcher.poll() is None and time.monotonic() < deadline, "no process took the folder"
+        holder = _holder_pid(out / LOCK_FILE)
+        time.sleep(0.05)
+    assert holder != launcher.pid
+    os.kill(holder, signal.SIGSTOP)  # rank 0 holds the folder (rank 1 waits for it in a collective)
+    try:
+        line = error_line(cli(*_args(tiny_mpt_dir, out, "--resume"), cwd=tmp_path, data_dir=data_dir))
+        assert f"is in use by another run (pid {holder} on host " in line
+    finally:
+        os.kill(holder, signal.SIGCONT)
+    _, err = launcher.communicate(timeout=600)
+    assert launcher.returncode == 0, err[-3000:]
+    results = _results(out)
+    assert results.keys() == _results(reference).keys()
+    for task, metrics in results.items():
+        assert len((out / f"samples_{task}.jsonl").read_text().splitlines()) == metrics["n"] == 8
+    assert not (out / LOCK_FILE).exists()
+
+
+def _holder_pid(path: Path) -> int | None:
+    try:
+        pid = json.loads(path.read_text() or "{}").get("pid")
+    except (OSError, ValueError):
+        return None
+    return pid if isinstance(pid, int) else None
