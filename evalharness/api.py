@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from .backends.base import Backend
 from .chat import PromptFormat
-from .config import RunConfig
+from .config import RunConfig, check_numbers
 from .data import resolve_data_dir
 from .errors import ConfigError
 from .evaluator import Evaluator, check_capabilities, check_consent
@@ -65,6 +65,7 @@ def evaluate(
     """
     if registry is not None and task_paths:
         raise ConfigError("evaluate(): pass task_paths or a registry (built with include_paths=...), not both")
+    check_numbers(limit=limit, num_fewshot=num_fewshot, batch_size=batch_size, max_seq_len=max_length)
     registry = registry or TaskRegistry(include_paths=task_paths)
     names = registry.resolve(tasks)
     data = resolve_data_dir(data_dir)
