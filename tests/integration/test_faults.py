@@ -125,6 +125,7 @@ def test_two_runs_on_one_folder_the_second_names_the_first(reference, tiny_mpt_d
     again = cli(*_args(tiny_mpt_dir, out, "--resume"), cwd=tmp_path, data_dir=data_dir)  # free again
     assert again.returncode == 0, again.stderr
     assert "request cache: 24 reused, 0 computed" in again.stdout
+    assert _results(out) == _results(reference) and _files(out) == _files(reference)
 
 
 def _held_by(path: Path, pid: int) -> bool:
@@ -192,9 +193,10 @@ def test_a_two_process_run_is_locked_by_rank_0(reference, tiny_mpt_dir, data_dir
         os.kill(holder, signal.SIGCONT)
     _, err = launcher.communicate(timeout=600)
     assert launcher.returncode == 0, err[-3000:]
-    results = _results(out)
-    assert results.keys() == _results(reference).keys()
+    results, expected = _results(out), _results(reference)
+    assert results.keys() == expected.keys()
     for task, metrics in results.items():
+        assert metrics == pytest.approx(expected[task], rel=1e-5, abs=1e-5)  # as one process (test_distributed.py)
         assert len((out / f"samples_{task}.jsonl").read_text().splitlines()) == metrics["n"] == 8
     assert not (out / LOCK_FILE).exists()
 
