@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from evalharness.output_lock import LOCK_FILE
-from support.cli import cli, error_line
+from support.cli import cli, error_line, one_error_line
 
 TASKS = "lambada_openai,piqa"  # at 8 items: continuations of at most 3 and 53 tokens
 
@@ -189,6 +189,8 @@ def test_a_two_process_run_is_locked_by_rank_0(reference, tiny_mpt_dir, data_dir
     try:
         line = error_line(cli(*_args(tiny_mpt_dir, out, "--resume"), cwd=tmp_path, data_dir=data_dir))
         assert f"is in use by another run (pid {holder} on host " in line
+        line = one_error_line(cli(*_args(tiny_mpt_dir, out, "--resume", "--nproc", "2"), cwd=tmp_path, data_dir=data_dir))
+        assert f"is in use by another run (pid {holder} on host " in line  # said by the launcher: no worker starts
     finally:
         os.kill(holder, signal.SIGCONT)
     _, err = launcher.communicate(timeout=600)
