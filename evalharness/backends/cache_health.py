@@ -24,7 +24,10 @@ def is_damage(exc: sqlite3.DatabaseError) -> bool:
 def quick_check(db: sqlite3.Connection) -> str | None:
     """SQLite's quick_check of the whole file: None when it is sound, else its first finding."""
     rows = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
-    return None if rows == ["ok"] else f"quick_check: {rows[0] if rows else 'no answer'}"
+    if rows == ["ok"]:
+        return None
+    first = " ".join(str(rows[0]).split()) if rows else "no answer"  # its findings may span lines: keep one
+    return f"quick_check: {first}"
 
 
 def set_aside(path: Path) -> Path:
