@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from evalharness.backends.cache import CachedBackend, RequestCache, checksum, request_key
-from evalharness.backends.cache_health import is_damage
+from evalharness.backends.cache_health import is_damage, quick_check
 from evalharness.requests import LoglikelihoodRequest, LoglikelihoodResult
 from support.toy_backend import ToyBackend
 
@@ -122,3 +122,17 @@ def test_only_damage_counts_as_damage():
 
 def test_checksum_covers_key_and_value():
     assert checksum("a", "1") != checksum("b", "1") and checksum("a", "1") != checksum("a", "2")
+
+
+def test_quick_check_findings_are_one_line():
+    class Findings:
+        def execute(self, sql: str) -> Findings:
+            assert sql == "PRAGMA quick_check"
+            return self
+
+        def fetchall(self) -> list[tuple[str]]:
+            return [("*** in database main ***\nPage 5: btreeInitPage() returns error code 11",), ("Page 6: never used",)]
+
+    assert quick_check(Findings()) == "quick_check: *** in database main *** Page 5: btreeInitPage() returns error code 11"
+    with sqlite3.connect(":memory:") as db:
+        assert quick_check(db) is None
