@@ -17,10 +17,11 @@ from typing import Any, Sequence
 
 from .backends.base import Backend
 from .chat import PromptFormat
-from .config import RunConfig
+from .config import RunConfig, check_numbers
 from .data import resolve_data_dir
 from .errors import ConfigError
 from .evaluator import Evaluator, check_capabilities, check_consent
+from .output_lock import OutputLock
 from .results import EvalResults, TaskResult, package_versions
 from .tasks import Task, TaskRegistry
 
@@ -64,6 +65,7 @@ def evaluate(
     """
     if registry is not None and task_paths:
         raise ConfigError("evaluate(): pass task_paths or a registry (built with include_paths=...), not both")
+    check_numbers(limit=limit, num_fewshot=num_fewshot, batch_size=batch_size, max_seq_len=max_length)
     registry = registry or TaskRegistry(include_paths=task_paths)
     names = registry.resolve(tasks)
     data = resolve_data_dir(data_dir)
@@ -89,8 +91,10 @@ def evaluate(
     evaluator = Evaluator(backend, task_objs, limit=limit, num_fewshot=num_fewshot, output_dir=out_dir,
                           show_progress=show_progress, allow_code_execution=allow_code_execution, prompt_format=fmt)
     started = time.perf_counter()
-    results = _results(evaluator.run(), evaluator, backend, config, started)
-    if out_dir is not None:
+    if out_dir is None:
+        return _results(evaluator.run(), evaluator, backend, config, started)
+    with OutputLock(make_output_dir(out_dir)):
+        results = _results(evaluator.run(), evaluator, backend, config, started)
         write_run_files(results, out_dir)
     return results
 
@@ -107,6 +111,7 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
     from .backends.cache import CachedBackend, RequestCache
     from .backends.distributed import DistributedBackend
     from .backends.registry import BackendSetup, create_backend
+    from .device import check_device
     from .distributed import init_distributed, memory_report, shutdown
 
     registry = registry or TaskRegistry(include_paths=config.include_paths)
@@ -118,12 +123,17 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
         from .report.make import check_compare
 
         check_compare(config.compare)
+    check_device(config.device)
     ctx = init_distributed(config.device, config.dist_timeout)
-    output_dir = None  # only rank 0 writes
+    output_dir = None  # only rank 0 writes, and holds the folder's lock
+    lock: OutputLock | None = None
     if ctx.is_main:
         output_dir = Path(config.output_dir) if config.output_dir else default_output_dir(config.model)
         check_writable(output_dir)
+        lock = OutputLock(output_dir)
     try:
+        if lock is not None and output_dir is not None and output_dir.is_dir():
+            lock.acquire()  # an existing folder: before the model loads (a new one is locked once it is made)
         if config.threads:
             import torch
 
@@ -139,6 +149,8 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
             backend = DistributedBackend(backend, ctx)
         if output_dir is not None:
             make_output_dir(output_dir)
+            if lock is not None and not lock.held:
+                lock.acquire()
             if config.use_cache:
                 key = f"{backend.identity()}|scoring={SCORING_VERSION}"
                 backend = CachedBackend(backend, RequestCache(output_dir / CACHE_FILE, key))
@@ -164,6 +176,8 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
         write_run_files(results, output_dir, compare=config.compare)
         return results
     finally:
+        if lock is not None:
+            lock.release()
         shutdown(ctx)
 
 

@@ -51,21 +51,14 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not self.tasks:
             raise ConfigError("no tasks given: pass --tasks a,b or --suite NAME")
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"--limit must be a positive number of items, got {self.limit}")
-        shots = self.num_fewshot.values() if isinstance(self.num_fewshot, dict) else [self.num_fewshot]
-        if any(k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 0) for k in shots):
-            raise ConfigError(f"--num-fewshot must be >= 0, got {self.num_fewshot}")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+        check_numbers(limit=self.limit, num_fewshot=self.num_fewshot, batch_size=self.batch_size,
+                      max_seq_len=self.max_seq_len)
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {self.threads}")
         if self.dist_timeout <= 0:
             raise ConfigError(f"--dist-timeout must be a positive number of seconds, got {self.dist_timeout}")
         if self.fewshot_as_multiturn and self.chat_template is None:
             raise ConfigError("--fewshot-as-multiturn needs --apply-chat-template")
-        if self.max_seq_len is not None and self.max_seq_len < 1:
-            raise ConfigError(f"--max-seq-len must be a positive number of tokens, got {self.max_seq_len}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -75,3 +68,17 @@ class RunConfig:
         options = self.backend_options
         d["backend_options"] = asdict(options) if dataclasses.is_dataclass(options) else dict(options or {})
         return d
+
+
+def check_numbers(*, limit: int | None, num_fewshot: int | dict[str, int] | None, batch_size: int,
+                  max_seq_len: int | None) -> None:
+    """The counts every run takes (the command line's and evaluate()'s): one ConfigError naming the first bad one."""
+    if limit is not None and (isinstance(limit, bool) or limit < 1):
+        raise ConfigError(f"--limit must be a positive number of items, got {limit}")
+    shots = num_fewshot.values() if isinstance(num_fewshot, dict) else [num_fewshot]
+    if any(k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 0) for k in shots):
+        raise ConfigError(f"--num-fewshot must be >= 0, got {num_fewshot}")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    if max_seq_len is not None and max_seq_len < 1:
+        raise ConfigError(f"--max-seq-len must be a positive number of tokens, got {max_seq_len}")

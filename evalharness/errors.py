@@ -55,3 +55,27 @@ class CodeExecutionNotAllowed(EvalHarnessError):
 
 class SandboxUnavailable(EvalHarnessError):
     """The code-execution sandbox cannot run on this machine."""
+
+
+class InputTooLong(EvalHarnessError):
+    """A request whose continuation (or whose generated tokens and one prompt token) exceeds the backend's maximum
+    input length: its score would be meaningless. `index`: the request's place in the list the backend was given."""
+
+    def __init__(self, index: int, needed: int, max_length: int, what: str) -> None:
+        self.index = index
+        self.needed = needed
+        self.max_length = max_length
+        self.what = what
+        super().__init__(f"request {index}: {what} needs {needed} tokens, more than the maximum input length "
+                         f"{max_length} (--max-seq-len)")
+
+    def at(self, index: int) -> InputTooLong:
+        """The same error for the request's index in another list."""
+        return InputTooLong(index, self.needed, self.max_length, self.what)
+
+    def for_item(self, task: str, doc_id: int, subset: str | None) -> ConfigError:
+        """The user's one line: the task and item, what they need, what to pass."""
+        item = f"item {doc_id}" + (f" of {subset}" if subset else "")
+        return ConfigError(f"--max-seq-len {self.max_length} is too short for task {task!r}: {item} needs "
+                           f"{self.needed} tokens ({self.what}, the task's longest); pass --max-seq-len {self.needed} "
+                           "or more, or leave it out (the model's own maximum)")

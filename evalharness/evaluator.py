@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from .backends.base import Backend
 from .chat import PromptFormat
+from .errors import InputTooLong
 from .requests import GenerateRequest
 from .results import TaskResult, write_samples
 from .tasks import Task
@@ -118,8 +119,12 @@ class Evaluator:
                 for i, res in batch:
                     runs[i] = [box.submit(task.program_for(items[i], text)) for text in res.texts]
 
-        with tqdm(total=len(requests), desc=name, unit="req", disable=not self.show_progress, file=sys.stderr) as bar:
-            answers = answer(self.backend, requests, bar.update, on_generated)
+        try:
+            with tqdm(total=len(requests), desc=name, unit="req", disable=not self.show_progress, file=sys.stderr) as bar:
+                answers = answer(self.backend, requests, bar.update, on_generated)
+        except InputTooLong as exc:  # --max-seq-len shorter than a continuation: name the task and the item
+            item = items[_item_of(items, exc.index)]
+            raise exc.for_item(name, item.doc_id, item.subset) from None
         if not self.primary:
             return None
         if on_generated is not None:
@@ -171,17 +176,30 @@ def answer(backend: Backend, requests: Sequence[Any], progress: Callable[[int], 
         by_kind.setdefault(type(r), []).append(i)
     for kind, indices in by_kind.items():
         sub = [requests[i] for i in indices]
-        if kind is GenerateRequest:
-            hook = None
-            if on_generated is not None:
-                def hook(batch: list[tuple[int, Any]], indices: list[int] = indices) -> None:
-                    on_generated([(indices[j], res) for j, res in batch])
-            results = backend.generate_until(sub, progress=progress, on_results=hook)
-        else:
-            results = backend.loglikelihood(sub, progress=progress)
+        try:
+            if kind is GenerateRequest:
+                hook = None
+                if on_generated is not None:
+                    def hook(batch: list[tuple[int, Any]], indices: list[int] = indices) -> None:
+                        on_generated([(indices[j], res) for j, res in batch])
+                results = backend.generate_until(sub, progress=progress, on_results=hook)
+            else:
+                results = backend.loglikelihood(sub, progress=progress)
+        except InputTooLong as exc:
+            raise exc.at(indices[exc.index]) from None
         for i, a in zip(indices, results):
             answers[i] = a
     return answers
+
+
+def _item_of(items: Sequence[Any], request_index: int) -> int:
+    """The index of the item whose requests include the `request_index`-th request of the task."""
+    end = 0
+    for k, item in enumerate(items):
+        end += len(item.requests)
+        if request_index < end:
+            return k
+    raise IndexError(request_index)
 
 
 def _count(values: Any) -> dict[str, int]:

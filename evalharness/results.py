@@ -96,8 +96,12 @@ class EvalResults:
         return out
 
     def write(self, folder: Path) -> Path:
-        """Write results.json into `folder` (atomically); returns its path."""
+        """Write results.json into `folder` (atomically); returns its path. A finished run's results.json that
+        records tasks this run lacks is moved into `earlier-<time>/` with its files first (earlier_run.py)."""
+        from .earlier_run import before_writing_results
+
         path = Path(folder) / RESULTS_FILE
+        before_writing_results(Path(folder), set(self.tasks))
         write_results(path, self.to_dict())
         return path
 
@@ -131,8 +135,14 @@ def _json_safe(value: Any) -> Any:
 
 
 def write_samples(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    """One JSON line per item (atomically). A finished run's different samples file in the folder is moved into
+    `earlier-<time>/` with the rest of that run first (earlier_run.py)."""
+    from .earlier_run import before_writing_samples
+
     lines = [json.dumps(_json_safe(r), ensure_ascii=False) for r in records]
-    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+    text = "\n".join(lines) + ("\n" if lines else "")
+    before_writing_samples(path, text)
+    atomic_write_text(path, text)
 
 
 def write_results(path: Path, results: dict[str, Any]) -> None:

@@ -2,21 +2,26 @@
 
 Keyed by the backend's identity (weights fingerprint, dtype, maximum length, scoring version) and the
 exact request. Each backend batch is committed in its own transaction: a kill at any moment loses at
-most the batch in flight, and the database stays readable.
+most the batch in flight, and the database stays readable. Every row carries a checksum of its key and
+value, verified on read; the file is checked when opened.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
 from .base import Backend, OnResults, Progress, WrappingBackend
+from .cache_health import is_damage, quick_check, set_aside
 
+log = logging.getLogger("evalharness")
 _RESULT_TYPES = {"LoglikelihoodRequest": LoglikelihoodResult, "GenerateRequest": GenerateResult}
 
 
@@ -26,41 +31,131 @@ def request_key(model_key: str, request: LoglikelihoodRequest | GenerateRequest)
 
 
 class RequestCache:
-    """Results of answered requests, stored as JSON rows keyed by request_key."""
+    """Results of answered requests, stored as JSON rows keyed by request_key, each with its checksum.
+
+    Checked on open (`PRAGMA quick_check`) and per value (the checksum, verified on every read). A damaged file
+    is set aside (renamed `<name>.damaged-<time>`, see cache_health.py) and a fresh one started; a value that
+    fails its checksum, or was stored without one by an older evalharness, is computed again, never used.
+    """
 
     def __init__(self, path: Path, model_key: str) -> None:
         self.path = Path(path)
         self.model_key = model_key
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        self._db.commit()
+        self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect, check the file and its schema; a damaged file is set aside once and a fresh one opened."""
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
+            self._set_aside(str(exc))
+            return self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=60)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            problem = quick_check(db)
+            if problem is not None:
+                raise sqlite3.DatabaseError(problem)
+            db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL, checksum TEXT)")
+            columns = {row[1] for row in db.execute("PRAGMA table_info(results)")}
+            if "checksum" not in columns:  # written by an evalharness before per-value checksums
+                db.execute("ALTER TABLE results ADD COLUMN checksum TEXT")
+            db.commit()
+            unverified = db.execute("SELECT COUNT(*) FROM results WHERE checksum IS NULL").fetchone()[0]
+        except BaseException:
+            db.close()
+            raise
+        if unverified:
+            log.warning(f"request cache {self.path}: {unverified} answer(s) stored without a checksum (an older "
+                        "evalharness); they are computed again")
+        return db
+
+    def _set_aside(self, why: str) -> None:
+        """Rename the damaged file (and its journal files) out of the way and say so in one line."""
+        db = getattr(self, "_db", None)  # None while the file is being opened
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+        kept = set_aside(self.path)
+        log.warning(f"request cache {self.path} is damaged ({why}); set aside as {kept.name}, its answers are "
+                    "computed again")
+
+    def _recover(self, exc: sqlite3.DatabaseError) -> None:
+        """Damage found mid-run: set the file aside and go on with a fresh one; other errors propagate."""
+        if not is_damage(exc):
+            raise exc
+        self._set_aside(str(exc))
+        self._db = self._connect()
 
     def get_many(self, requests: Sequence[LoglikelihoodRequest | GenerateRequest]) -> list[Any | None]:
         keys = [request_key(self.model_key, r) for r in requests]
-        found: dict[str, str] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            rows = self._db.execute(f"SELECT key, value FROM results WHERE key IN ({','.join('?' * len(chunk))})", chunk)
-            found.update(rows.fetchall())
+        try:
+            found = self._rows(keys)
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
+            return [None] * len(requests)
         out: list[Any | None] = []
+        bad = 0
         for key, req in zip(keys, requests):
-            raw = found.get(key)
-            out.append(None if raw is None else _decode(type(req).__name__, raw))
+            row = found.get(key)
+            value = None if row is None else _verified(type(req).__name__, key, *row)
+            bad += int(row is not None and row[1] is not None and value is None)
+            out.append(value)
+        if bad:
+            log.warning(f"request cache {self.path}: {bad} stored answer(s) fail their checksum (damaged); they are "
+                        "computed again")
         return out
 
+    def _rows(self, keys: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+        found: dict[str, tuple[str, str | None]] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            rows = self._db.execute(
+                f"SELECT key, value, checksum FROM results WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            found.update((key, (value, checksum)) for key, value, checksum in rows.fetchall())
+        return found
+
     def put_many(self, pairs: Sequence[tuple[LoglikelihoodRequest | GenerateRequest, Any]]) -> None:
-        rows = [(request_key(self.model_key, r), json.dumps(dataclasses.asdict(res))) for r, res in pairs]
-        with self._db:  # one transaction
-            self._db.executemany("INSERT OR REPLACE INTO results (key, value) VALUES (?, ?)", rows)
+        rows = []
+        for r, res in pairs:
+            key, value = request_key(self.model_key, r), json.dumps(dataclasses.asdict(res))
+            rows.append((key, value, checksum(key, value)))
+        for attempt in range(2):
+            try:
+                with self._db:  # one transaction
+                    self._db.executemany("INSERT OR REPLACE INTO results (key, value, checksum) VALUES (?, ?, ?)", rows)
+                return
+            except sqlite3.DatabaseError as exc:
+                if attempt:
+                    raise
+                self._recover(exc)
 
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
 
     def close(self) -> None:
         self._db.close()
+
+
+def checksum(key: str, value: str) -> str:
+    """A row's checksum: its key and value together (a value moved to another key fails too)."""
+    return hashlib.sha256(f"{key}\0{value}".encode()).hexdigest()[:32]
+
+
+def _verified(kind: str, key: str, value: str, stored: str | None) -> Any | None:
+    """The decoded result, or None when the row has no checksum or fails it."""
+    if stored is None or stored != checksum(key, value):
+        return None
+    try:
+        return _decode(kind, value)
+    except (ValueError, TypeError):
+        return None
 
 
 def _decode(kind: str, raw: str) -> Any:

@@ -28,11 +28,23 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM ends the run like Ctrl-C: finished work stays on disk
 
 
+class _LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log lines written above a progress bar in flight (tqdm.write), never glued to its end."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 - logging must never end a run
+            self.handleError(record)
+
+
 def _log_to_stderr() -> None:
     """evalharness's log lines (accelerator decisions, warnings) on stderr, each on its own line."""
     logger = logging.getLogger("evalharness")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _LineHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("evalharness: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

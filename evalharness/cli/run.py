@@ -116,6 +116,16 @@ def main(args: argparse.Namespace) -> int:
 
         check_compare(config.compare)  # an unknown name fails before any process starts or model loads
     if args.nproc > 1 and not under_torchrun():
+        if args.device is not None:
+            from ..device import check_device
+
+            check_device(args.device)  # once, here, rather than in every process
+        if output_dir is not None and os.path.isdir(output_dir):
+            from pathlib import Path
+
+            from ..output_lock import OutputLock
+
+            OutputLock(Path(output_dir)).acquire().release()  # a busy folder: one line, before any process starts
         return launch(args.nproc, args.argv)
     if args.fsdp and not under_torchrun():
         print("evalharness: --fsdp has no effect in one process (add --nproc N, or start with torchrun)", file=sys.stderr)

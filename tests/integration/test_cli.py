@@ -8,7 +8,7 @@ import json
 import pytest
 
 from evalharness.data import MMLU_SUBJECTS
-from support.cli import cli, one_error_line
+from support.cli import cli, error_line, one_error_line
 
 SAMPLE_KEYS = {
     "doc_id", "subset", "requests", "logprobs", "is_greedy", "num_tokens", "truncated",
@@ -228,16 +228,60 @@ def test_e2e_bfloat16(tiny_mpt_dir, data_dir, tmp_path):
 def test_overlong_context_is_truncated_with_warning_and_counted(tiny_mpt_dir, data_dir, tmp_path):
     out = tmp_path / "out"
     proc = cli("run", "--model", str(tiny_mpt_dir), "--tasks", "piqa", "--limit", "2", "--dtype", "float32",
-               "--max-seq-len", "16", "--output-dir", str(out), cwd=tmp_path, data_dir=data_dir)
+               "--max-seq-len", "40", "--output-dir", str(out), cwd=tmp_path, data_dir=data_dir)
     assert proc.returncode == 0, proc.stderr
-    assert "truncated on the left" in proc.stderr and "16 tokens" in proc.stderr
+    assert "truncated on the left" in proc.stderr and "40 tokens" in proc.stderr
     res = json.loads((out / "results.json").read_text())
     samples = [json.loads(line) for line in (out / "samples_piqa.jsonl").open()]
-    # item 0 (long solutions) is cut to the last 16 tokens for both choices; item 1 fits
+    # item 0 (17 context tokens, 38-token solutions) loses context tokens on the left, its continuations are
+    # scored whole; item 1 fits
     assert [s["truncated"] for s in samples] == [True, False]
-    assert samples[0]["num_tokens"] == [16, 16]
+    assert samples[0]["num_tokens"] == [38, 38]
     assert res["tasks"]["piqa"]["num_truncated_requests"] == 2
     assert "piqa: 2 request(s)" in proc.stderr
+
+
+def test_max_seq_len_shorter_than_a_continuation_is_one_line(tiny_mpt_dir, data_dir, tmp_path):
+    """A continuation that does not fit would be scored in part (meaningless): one line names the task, the
+    item and the length to pass; nothing is written."""
+    for value in ("16", "3"):
+        proc = cli("run", "--model", str(tiny_mpt_dir), "--tasks", "piqa", "--limit", "2", "--dtype", "float32",
+                   "--max-seq-len", value, "--output-dir", str(tmp_path / "out"), cwd=tmp_path, data_dir=data_dir)
+        line = error_line(proc)
+        assert f"--max-seq-len {value} is too short for task 'piqa': item 0 needs 38 tokens" in line
+        assert "pass --max-seq-len 38 or more" in line
+        assert not (tmp_path / "out" / "results.json").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_max_seq_len_not_positive(tmp_path, data_dir, value):
+    line = one_error_line(cli("run", "--tasks", "piqa", "--limit", "1", "--max-seq-len", value,
+                              "--output-dir", str(tmp_path / "out"), cwd=tmp_path, data_dir=data_dir))
+    assert f"--max-seq-len must be a positive number of tokens, got {value}" in line
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--nproc", "0"], "--nproc must be >= 1, got 0"),
+    (["--nproc", "-2"], "--nproc must be >= 1, got -2"),
+    (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    (["--threads", "-1"], "--threads must be >= 1, got -1"),
+    (["--num-fewshot", "-1"], "--num-fewshot must be >= 0, got -1"),
+    (["--limit", "-3"], "--limit must be a positive number of items, got -3"),
+    (["--dist-timeout", "0"], "--dist-timeout must be a positive number of seconds"),
+    (["--device", "cuda"], "--device cuda: "),
+    (["--device", "cuda:1", "--nproc", "2"], "--device cuda:1: "),
+    (["--device", "bogus"], "--device bogus: not a device name torch knows"),
+])
+def test_bad_numbers_and_devices_are_one_line(tmp_path, data_dir, args, expected):
+    """Checked before any model loads (the model does not exist) or any process starts."""
+    import torch
+
+    if "cuda" in args[1] and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    line = one_error_line(cli("run", "--tasks", "piqa", "--limit", "1", "--model", "/nonexistent/folder", *args,
+                              "--output-dir", str(tmp_path / "out"), cwd=tmp_path, data_dir=data_dir))
+    assert expected in line and ("use --device cpu" in line or "cuda" not in expected)
+    assert not (tmp_path / "out").exists()
 
 
 def test_same_command_twice_gives_identical_metrics(tiny_mpt_dir, data_dir, tmp_path):

@@ -27,3 +27,13 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("evalharness: error: ")
     return lines[0]
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    """The run failed cleanly after the model loaded: exit 2, no traceback, one `evalharness: error:` line (log
+    lines such as the accelerator's may come before it)."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("evalharness: error")]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]

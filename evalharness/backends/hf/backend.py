@@ -14,13 +14,23 @@ from typing import Any, Sequence
 
 import torch
 
+from ...errors import InputTooLong
 from ...requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, cut_at_stop
 from ..base import Backend, Capabilities, OnResults, Progress, deliver, deliver_known
 from .accelerator import Accelerator, AcceleratorStatus, find_accelerator
 from .logprobs import read_logprobs
 from .mpt_attention import mpt_hidden_states, supports_fast_mpt
 from .options import MIN_SAVED_PREFIX_TOKENS, MIN_SHARED_PREFIX, PACK_MAX_CONTEXT, SHARED_FRACTION, HFOptions
-from .packing import Row, allowed_mask, common_prefix_length, plan_batches, plan_rows, prefix_groups, prefix_saving_pays
+from .packing import (
+    Row,
+    allowed_mask,
+    check_continuations_fit,
+    common_prefix_length,
+    plan_batches,
+    plan_rows,
+    prefix_groups,
+    prefix_saving_pays,
+)
 from .sharding import is_sharded, root_gathered
 
 log = logging.getLogger("evalharness")
@@ -237,6 +247,7 @@ class HFBackend(Backend):
     def _loglikelihood_plan(self, requests: Sequence[LoglikelihoodRequest]) -> list[list[Row]]:
         """Input rows (shared or packed per context, see packing.plan_rows), longest first, cut into batches."""
         encoded = self.encode_pairs(requests)
+        check_continuations_fit(encoded, self.max_length)
         rows = plan_rows(encoded, self.max_length, pack=self.pack,
                          max_packed_context=PACK_MAX_CONTEXT if self.share_prefix else None)
         groups = (prefix_groups(rows, SHARED_FRACTION, MIN_SHARED_PREFIX, MIN_SAVED_PREFIX_TOKENS)
@@ -336,6 +347,10 @@ class HFBackend(Backend):
         """(request indices, their prompt tokens, the group's settings) of each batch: greedy requests with the
         same settings together, longest prompt first; sampled requests one per batch."""
         groups: dict[tuple, list[int]] = {}
+        longest = max(range(len(requests)), key=lambda i: requests[i].max_new_tokens, default=None)
+        if longest is not None and requests[longest].max_new_tokens >= self.max_length:  # no room for the prompt
+            raise InputTooLong(longest, requests[longest].max_new_tokens + 1, self.max_length,
+                               f"{requests[longest].max_new_tokens} generated tokens after at least one prompt token")
         for i, r in enumerate(requests):
             key = (r.stop, r.max_new_tokens, r.temperature, r.top_p, r.num_samples, r.seed if r.temperature > 0 else None)
             groups.setdefault(key, []).append(i)

@@ -16,6 +16,8 @@ from typing import Sequence
 
 import torch
 
+from ...errors import InputTooLong
+
 
 @dataclass(frozen=True)
 class Scored:
@@ -43,6 +45,14 @@ class Row:
     @property
     def packed(self) -> bool:
         return self.segments is not None
+
+
+def check_continuations_fit(encoded: Sequence[tuple[list[int], list[int]]], max_length: int) -> None:
+    """Raise InputTooLong for the longest continuation if it exceeds `max_length` (contexts may be cut on the
+    left; a continuation cut would score only part of itself)."""
+    longest = max(range(len(encoded)), key=lambda i: len(encoded[i][1]), default=None)
+    if longest is not None and len(encoded[longest][1]) > max_length:
+        raise InputTooLong(longest, len(encoded[longest][1]), max_length, "its continuation")
 
 
 def plan_rows(encoded: Sequence[tuple[list[int], list[int]]], max_length: int, *, pack: bool,

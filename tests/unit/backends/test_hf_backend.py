@@ -7,6 +7,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from evalharness.backends.hf.backend import HFBackend
+from evalharness.errors import InputTooLong
+from evalharness.requests import GenerateRequest
 from evalharness.requests import LoglikelihoodRequest as R
 from support.reference_scoring import reference_loglikelihood
 
@@ -125,6 +127,21 @@ def test_left_truncation(mpt):
     assert res.logprob == pytest.approx(lp, abs=1e-4)
     (short,) = lm.loglikelihood([R("one two", " three")])
     assert not short.truncated
+
+
+def test_a_continuation_longer_than_max_length_is_refused_not_cut(mpt):
+    """A context may be cut on the left; a continuation cut would score only part of itself."""
+    model, tok = mpt
+    lm = HFBackend(model, tok, max_length=4)
+    fits, too_long = R("one two three", " four five six seven"), R("one", " two three four five six")
+    assert len(tok(" two three four five six")["input_ids"]) == 5
+    assert lm.loglikelihood([fits])[0].num_tokens == 4
+    with pytest.raises(InputTooLong) as caught:
+        lm.loglikelihood([fits, too_long])
+    assert (caught.value.index, caught.value.needed, caught.value.max_length) == (1, 5, 4)
+    with pytest.raises(InputTooLong) as caught:
+        lm.generate_until([GenerateRequest("one two", ("\n",), 2), GenerateRequest("one two", ("\n",), 4)])
+    assert (caught.value.index, caught.value.needed) == (1, 5)  # 4 new tokens and at least one prompt token
 
 
 def test_bfloat16_close_to_float32(tiny_mpt_dir, mpt):
