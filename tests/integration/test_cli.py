@@ -35,8 +35,10 @@ def test_list(tmp_path):
     assert any(ln.split()[:2] == ["mpt-7b", "mosaicml/mpt-7b"] for ln in presets)
     assert any(ln.split()[:2] == ["mpt-30b", "mosaicml/mpt-30b"] for ln in presets)
     assert "Backends (--backend):" in lines and any(ln.split()[:1] == ["hf"] for ln in lines)
-    published = lines[lines.index("Published models (--compare; scores in reports/published_scores.csv):") + 1:]
+    heading = "Published models (--compare NAME or an alias; scores in reports/published_scores.csv):"
+    published = lines[lines.index(heading) + 1:]
     assert {"mpt-7b", "llama-30b", "falcon-7b", "gpt3-175b"} <= {ln.split()[0] for ln in published if ln.strip()}
+    assert any(ln.split()[0] == "llama-30b" and "llama-33b" in ln for ln in published if ln.strip())
 
 
 # ---- errors: one clear line, exit 2 ----------------------------------------------------------
