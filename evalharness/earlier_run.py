@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 RESULTS_FILE = "results.json"
@@ -48,8 +49,16 @@ def archive_finished_run(folder: Path, why: str) -> Path | None:
         n += 1
         target = folder / f"earlier-{stamp}-{n}"
     target.mkdir()
+    finished_at = results.stat().st_mtime_ns  # results.json is the finished run's last file
+    recorded = finished_run_tasks(folder) or set()
     for pattern in RUN_FILES:
         for path in sorted(folder.glob(pattern)):
+            if path.name.startswith("samples_") and path.stat().st_mtime_ns > finished_at:
+                # written by this run (the same lines as the finished run's, or none were there): it stays;
+                # the finished run keeps a copy of its own task's file
+                if path.name[len("samples_"):-len(".jsonl")] in recorded:
+                    shutil.copy2(path, target / path.name)
+                continue
             os.replace(path, target / path.name)
     log.warning(f"{folder}: {why}; the finished run's files are kept in {target.name}/")
     return target

@@ -55,3 +55,24 @@ def test_results_with_the_same_or_more_tasks_replace_in_place(tmp_path):
     more = EvalResults({t: TaskResult(t, {"acc": 0.5, "n": 2}) for t in ("piqa", "hellaswag", "mmlu")}, config={})
     more.write(out)
     assert not list(out.glob("earlier-*"))
+
+
+def test_this_runs_own_samples_stay_when_the_finished_run_is_moved_aside(tmp_path):
+    """A run of other tasks: the finished run's files go aside, the samples this run wrote stay (a task both
+    runs wrote with the same lines is also copied aside, so the finished run stays whole)."""
+    import os
+    import time
+
+    out = tmp_path / "out"
+    before = _finished_run(out)
+    old = time.time() - 10  # the finished run ended earlier
+    for p in out.iterdir():
+        os.utime(p, (old, old))
+    write_samples(out / "samples_piqa.jsonl", [{"doc_id": 0, "acc": 1}, {"doc_id": 1, "acc": 0}])  # same lines
+    write_samples(out / "samples_mmlu.jsonl", [{"doc_id": 0, "acc": 1}])
+    EvalResults({t: TaskResult(t, {"acc": 0.5, "n": 2}) for t in ("piqa", "mmlu")}, config={}).write(out)
+    earlier = out / "earlier-2026-12-06T100000Z"
+    assert {p.name: p.read_bytes() for p in earlier.iterdir()} == before
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["results.json", "samples_mmlu.jsonl",
+                                                                   "samples_piqa.jsonl"]
+    assert set(json.loads((out / "results.json").read_text())["results"]) == {"piqa", "mmlu"}
