@@ -53,6 +53,16 @@ def _launch(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
+def _watched_page(browser):
+    """A 1200x900 page, the URLs it requests and the console errors/warnings and page errors it reports."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    requests, problems = [], []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    return page, requests, problems
+
+
 def _board_order(page) -> list[str]:
     return page.locator("#board tbody tr td.model .name").all_inner_texts()
 
@@ -64,11 +74,7 @@ def test_in_headless_chromium(page_file, tmp_path):
     with sync_playwright() as p:
         browser = _launch(p)
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            requests, problems = [], []
-            page.on("request", lambda r: requests.append(r.url))
-            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
+            page, requests, problems = _watched_page(browser)
             page.goto(url, wait_until="load")
 
             assert requests == [url]  # nothing but the file itself
@@ -122,11 +128,7 @@ def test_gauntlet_layout_in_headless_chromium(tmp_path):
     with sync_playwright() as p:
         browser = _launch(p)
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            requests, problems = [], []
-            page.on("request", lambda r: requests.append(r.url))
-            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
+            page, requests, problems = _watched_page(browser)
             page.goto(url, wait_until="load")
             names = lambda: page.locator("#gauntlet-board tbody tr td.model .name").all_inner_texts()  # noqa: E731
             assert names() == ["ours", "MPT-7B", "LLaMA-30B"]
@@ -173,11 +175,7 @@ def test_visual_fixes_in_headless_chromium(visual_page, tmp_path):
     with sync_playwright() as p:
         browser = _launch(p)
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            requests, problems = [], []
-            page.on("request", lambda r: requests.append(r.url))
-            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
+            page, requests, problems = _watched_page(browser)
             page.goto(url, wait_until="load")
             assert page.title() == "Visual checks" and page.locator("h1").inner_text() == "Visual checks"
             heads = page.locator("#board thead th").all_inner_texts()
