@@ -65,6 +65,15 @@ def init_distributed(device: str | None, timeout_seconds: float) -> DistContext:
     return ctx
 
 
+def joined_context(device: str | None, timeout_seconds: float = 1800.0) -> DistContext:
+    """This process's place in a process group someone else started (a training job), or a single-process
+    context when there is none. `timeout_seconds` is what errors report; the group's own timeout applies."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return DistContext(device=device)
+    return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_WORLD_SIZE", "1")), device,
+                       dist.get_backend(), timeout_seconds)
+
+
 class RankFailure(EvalHarnessError):
     """Another rank stopped, did not answer within the collective timeout, or holds different requests."""
 
