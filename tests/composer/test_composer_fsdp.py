@@ -50,6 +50,7 @@ def test_composer_trains_the_model_sharded_with_fsdp2_on_cpu(runs):
         assert run["sharded"] == ["FSDPMptForCausalLM", "FSDPMptBlock", "FSDPMptBlock"], name
     assert sorted(runs["with-rank0"]["weights"]) == list(EVAL_BATCHES)
     assert runs["with-rank0"]["final"] and not runs["with-rank1"]["final"]  # gathered on rank 0 only
+    assert runs["with-rank1"]["timeout"] == 300.0  # the process group's own: Composer's dist_timeout
 
 
 def test_every_rank_logs_the_same_metrics_at_each_interval(runs):

@@ -26,6 +26,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
+from evalharness.distributed import joined_context
 from evalharness.integrations.composer import ICLEvaluator
 from evalharness.tasks import TaskRegistry
 from support.composer_training import RandomTokens, tiny_mpt
@@ -91,6 +92,7 @@ def record(logger: InMemoryLogger, model: HuggingFaceModel, weights: GatheredWei
                 for key, values in logger.data.items() if key.startswith("icl/")},
         "training": all(m.training for m in model.modules()),
         "sharded": sharded,
+        "timeout": joined_context("cpu").timeout_seconds,  # what evalharness's errors would report
         "weights": weights.weights,
         "final": full_weights(model.model),
     }
