@@ -62,6 +62,9 @@ def evaluate(
     the command line's options. Files (results.json, samples_<task>.jsonl, report.html) are written only when
     `output_dir` is given. Code tasks (humaneval) run model-written code and need `allow_code_execution=True`.
     Nothing process-wide changes (no allocator settings, no thread counts).
+
+    With a DistributedBackend (evalharness.backends.distributed) every rank calls evaluate(): the main rank
+    scores and returns the results (and writes the files), the others return results without tasks.
     """
     if registry is not None and task_paths:
         raise ConfigError("evaluate(): pass task_paths or a registry (built with include_paths=...), not both")
@@ -88,8 +91,11 @@ def evaluate(
     config = {"tasks": list(names), "limit": limit, "num_fewshot": num_fewshot, "data_dir": str(data) if data else None,
               "add_bos_token": add_bos_token, "chat_template": chat_template, "system_instruction": system_instruction,
               "fewshot_as_multiturn": fmt.fewshot_as_multiturn, "prompt_format": fmt.to_dict()}
+    primary = scores_here(backend)
+    out_dir = out_dir if primary else None
     evaluator = Evaluator(backend, task_objs, limit=limit, num_fewshot=num_fewshot, output_dir=out_dir,
-                          show_progress=show_progress, allow_code_execution=allow_code_execution, prompt_format=fmt)
+                          primary=primary, show_progress=show_progress, allow_code_execution=allow_code_execution,
+                          prompt_format=fmt)
     started = time.perf_counter()
     if out_dir is None:
         return _results(evaluator.run(), evaluator, backend, config, started)
@@ -179,6 +185,13 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
         if lock is not None:
             lock.release()
         shutdown(ctx)
+
+
+def scores_here(backend: Backend) -> bool:
+    """Whether this process scores the answers: always, except on the other ranks of a DistributedBackend."""
+    from .backends.distributed import DistributedBackend
+
+    return not isinstance(backend, DistributedBackend) or backend.ctx.is_main
 
 
 def with_bos_option(backend: str, options: Any, add_bos_token: bool | None) -> Any:

@@ -22,10 +22,13 @@ except ImportError as exc:  # the core never imports this module; only users of 
     ) from exc
 
 import torch
+import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ..api import evaluate
+from ..backends.hf.sharding import is_sharded
 from ..data import resolve_data_dir
+from ..distributed import collective, joined_context
 from ..results import EvalResults
 from ..tasks import Task, TaskRegistry
 from .rng_state import preserved_rng_state
@@ -36,12 +39,17 @@ LOG_PREFIX = "icl"
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     """The transformers model inside Composer's wrappers: DDP's `.module`, then HuggingFaceModel's `.model`.
 
-    An FSDP-sharded model is returned as it is (see ICLEvaluator's note on FSDP).
+    A model Composer sharded with FSDP2 is returned as it is (sharded); FSDP1's wrappers are refused.
     """
     if isinstance(model, DistributedDataParallel):
         model = model.module
     if isinstance(model, HuggingFaceModel):
         model = model.model
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    if any(isinstance(m, FullyShardedDataParallel) for m in model.modules()):
+        raise ValueError("ICLEvaluator evaluates models sharded with FSDP2, not FSDP1's FullyShardedDataParallel: "
+                         "train with parallelism_config={'fsdp': FSDP2Config(...)} (composer.utils) or FSDP_VERSION=2")
     return model
 
 
@@ -75,8 +83,9 @@ class ICLEvaluator(Callback):
     `<metric>_stderr`) through `logger.log_metrics`; the EvalResults of the latest evaluation are kept on
     `self.latest` (its training batch on `self.latest_batch`).
 
-    Under DDP every rank evaluates every item (identical results). An FSDP-wrapped model is used as it is;
-    sharded evaluation is not supported yet.
+    Under DDP every rank evaluates every item (identical results). Under FSDP2 (a model Composer sharded with
+    `fully_shard`) every rank must reach the evaluation: the batches are dealt out across the ranks, which run
+    their forward passes in step (each gathers the shards), rank 0 scores, and every rank gets its results.
     """
 
     def __init__(
@@ -121,6 +130,9 @@ class ICLEvaluator(Callback):
         if event == Event.INIT:
             self._tokenizer(state)
             return
+        if event == Event.BEFORE_LOAD:  # the model is wrapped for distributed training by now: check its wrappers
+            unwrap_model(state.model)
+            return
         if state.get_elapsed_duration() is None or not self._due(state, event):
             return
         batch = int(state.timestamp.batch)
@@ -137,11 +149,33 @@ class ICLEvaluator(Callback):
         started = time.perf_counter()
         try:
             with preserved_rng_state(), torch.no_grad():
-                out = evaluate(model, self._tokenizer(state), self.tasks, limit=self.limit, num_fewshot=self.num_fewshot,
-                               batch_size=self.batch_size, max_length=self.max_length, data_dir=self.data_dir,
-                               registry=self.registry, backend_options=self.backend_options)
+                if is_sharded(model):
+                    out = self._evaluate_sharded(model, self._tokenizer(state))
+                else:
+                    out = evaluate(model, self._tokenizer(state), self.tasks, limit=self.limit,
+                                   num_fewshot=self.num_fewshot, batch_size=self.batch_size, max_length=self.max_length,
+                                   data_dir=self.data_dir, registry=self.registry, backend_options=self.backend_options)
         finally:
             for module, training in modes:
                 module.train(training)
         out.eval_seconds = round(time.perf_counter() - started, 2)
         return out
+
+    def _evaluate_sharded(self, model: torch.nn.Module, tokenizer: Any) -> EvalResults:
+        """Every rank answers its share of the batches of the FSDP2-sharded `model`; rank 0's results, on every rank."""
+        from ..backends.distributed import DistributedBackend
+        from ..backends.hf import HFBackend
+
+        ctx = joined_context(str(next(model.parameters()).device))
+        backend = HFBackend(model, tokenizer, batch_size=self.batch_size, max_length=self.max_length,
+                            options=self.backend_options)
+        if ctx.world_size > 1:
+            backend = DistributedBackend(backend, ctx)
+        out = evaluate(backend=backend, tasks=self.tasks, limit=self.limit, num_fewshot=self.num_fewshot,
+                       data_dir=self.data_dir, registry=self.registry)
+        if ctx.world_size == 1:
+            return out
+        shared = [out if ctx.is_main else None]
+        with collective(ctx, "sharing the evaluation's results"):
+            dist.broadcast_object_list(shared, src=0)
+        return shared[0]
