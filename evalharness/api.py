@@ -52,6 +52,7 @@ def evaluate(
     chat_template: str | None = None,
     system_instruction: str | None = None,
     fewshot_as_multiturn: bool | None = None,
+    model_info: dict[str, Any] | None = None,
 ) -> EvalResults:
     """Evaluate an in-memory transformers causal LM (`model`, `tokenizer`), or any `backend` instance.
 
@@ -61,7 +62,8 @@ def evaluate(
     a template's name or .jinja file; `system_instruction`, `fewshot_as_multiturn` (None: on with a template) as
     the command line's options. Files (results.json, samples_<task>.jsonl, report.html) are written only when
     `output_dir` is given. Code tasks (humaneval) run model-written code and need `allow_code_execution=True`.
-    Nothing process-wide changes (no allocator settings, no thread counts).
+    `model_info`: what results.json records about the model (`name`, `kind`, `model_type`, ...), over the backend's
+    own (dtype, device). Nothing process-wide changes (no allocator settings, no thread counts).
 
     With a DistributedBackend (evalharness.backends.distributed) every rank calls evaluate(): the main rank
     scores and returns the results (and writes the files), the others return results without tasks.
@@ -98,9 +100,9 @@ def evaluate(
                           prompt_format=fmt)
     started = time.perf_counter()
     if out_dir is None:
-        return _results(evaluator.run(), evaluator, backend, config, started)
+        return _results(evaluator.run(), evaluator, backend, config, started, model_info)
     with OutputLock(make_output_dir(out_dir)):
-        results = _results(evaluator.run(), evaluator, backend, config, started)
+        results = _results(evaluator.run(), evaluator, backend, config, started, model_info)
         write_run_files(results, out_dir)
     return results
 
@@ -221,10 +223,11 @@ def prompt_format(backend: Backend, chat_template: str | None, system_instructio
 
 
 def _results(task_results: dict[str, TaskResult], evaluator: Evaluator, backend: Backend, config: dict[str, Any],
-             started: float) -> EvalResults:
-    """The typed results: config as recorded (num_fewshot: the shots actually used), model and backend."""
+             started: float, model_info: dict[str, Any] | None = None) -> EvalResults:
+    """The typed results: config as recorded (num_fewshot: the shots actually used), model (the backend's
+    description, with `model_info` over it) and backend."""
     shots = set(evaluator.shots().values())
-    model = backend.model_info()
+    model = {**backend.model_info(), **(model_info or {})}
     described = backend.describe()
     config = {**config, "num_fewshot": shots.pop() if len(shots) == 1 else evaluator.shots(),
               "dtype": model.get("dtype"), "device": model.get("device"),

@@ -91,7 +91,8 @@ def losses(logger: InMemoryLogger) -> list[float]:
 
 @pytest.fixture(scope="module")
 def with_callback(tokenizer, registry, data_dir, tmp_path_factory):
-    icl = ICLEvaluator(TASKS, "2ba", data_dir=data_dir, registry=registry, **EVAL)
+    icl = ICLEvaluator(TASKS, "2ba", data_dir=data_dir, registry=registry, output_dir=tmp_path_factory.mktemp("evals"),
+                       **EVAL)
     snapshots = Snapshots()
     folder = tmp_path_factory.mktemp("checkpoints")
     logger, model = train(tokenizer, [icl, snapshots], save_folder=folder)
@@ -128,6 +129,20 @@ def test_logged_values_equal_evaluate_on_the_same_weights(with_callback, tokeniz
     assert out.results == icl.latest.results and out.to_dict()["groups"] == icl.latest.to_dict()["groups"]
 
 
+def test_each_evaluation_is_a_run_folder_recording_the_training_position(with_callback):
+    icl, _, logger, _, _ = with_callback
+    assert [p.name for p in icl.written] == ["ep0-ba2", "ep0-ba4", "ep0-ba6", "ep0-ba7"]
+    for folder, batch in zip(icl.written, (2, 4, 6, 7)):
+        out = json.loads((folder / "results.json").read_text())
+        # 2 sequences of 32 tokens per batch
+        assert out["model"]["composer"] == {"run_name": out["model"]["name"], "epoch": 0, "batch": batch,
+                                            "sample": 2 * batch, "token": 64 * batch}
+        assert out["model"]["kind"] == "composer-callback" and out["model"]["model_type"] == "mpt"
+        assert sorted(p.name for p in folder.glob("samples_*.jsonl")) == [f"samples_{t}.jsonl" for t in sorted(TASKS.split(","))]
+        expected = metrics_to_log(EvalResults({t: TaskResult(t, m) for t, m in out["results"].items()}, out["config"]))
+        assert {k: dict(logged(logger, k))[batch] for k in expected} == expected
+
+
 def test_training_is_bit_for_bit_unaffected(with_callback, without_callback, tokenizer, registry, data_dir):
     _, _, logger, model, _ = with_callback
     plain_logger, plain_model = without_callback
@@ -156,7 +171,9 @@ def test_cli_evaluates_a_trainer_checkpoint_without_composer(with_callback, data
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert out["model"]["kind"] == "composer" and out["model"]["composer"]["batch"] == 4
+    assert out["model"]["kind"] == "composer"
+    assert {k: out["model"]["composer"][k] for k in ("epoch", "batch", "sample", "token")} == {
+        "epoch": 0, "batch": 4, "sample": 8, "token": 256}
     expected = metrics_to_log(EvalResults({t: TaskResult(t, m) for t, m in out["results"].items()}, out["config"]))
     assert len(expected) >= 8
     assert {k: dict(logged(logger, k))[4] for k in expected} == expected
