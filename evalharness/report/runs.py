@@ -107,9 +107,10 @@ def load_runs(paths: list[Path | str]) -> list[Run]:
 
 
 def label_runs(items: list[tuple[dict[str, Any], Path | None]]) -> list[Run]:
-    """Label = model name; runs sharing one get the shots, then the dtype, that tell them apart, else #2, #3."""
+    """Label = model name; runs sharing one get the training batch, then the shots, the prompt format and the dtype
+    that tell them apart, else #2, #3."""
     runs = [Run(Run("", d).model_name(), d, folder) for d, folder in items]
-    for extra in (_shots_label, _format_label, _dtype_label):
+    for extra in (_step_label, _shots_label, _format_label, _dtype_label):
         groups: dict[str, list[int]] = {}
         for i, r in enumerate(runs):
             groups.setdefault(r.label, []).append(i)
@@ -123,6 +124,12 @@ def label_runs(items: list[tuple[dict[str, Any], Path | None]]) -> list[Run]:
         seen[r.label] = seen.get(r.label, 0) + 1
         out.append(r if seen[r.label] == 1 else Run(f"{r.label} #{seen[r.label]}", r.data, r.folder))
     return out
+
+
+def _step_label(run: Run) -> str:
+    """`ba<batch>` for a run of weights from a training step (results.json's model.composer), else ""."""
+    batch = run.data.get("model", {}).get("composer", {}).get("batch")
+    return f"ba{batch}" if isinstance(batch, int) and not isinstance(batch, bool) else ""
 
 
 def _shots_label(run: Run) -> str:
