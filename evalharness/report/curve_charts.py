@@ -44,6 +44,7 @@ class CurveChart:
     y_ticks: list[tuple[float, str]]
     chance_y: float | None
     last: list[str]  # per series: its last point, as text
+    log: bool = False  # the value axis is log-scaled
     width: float = WIDTH
     height: float = TOP + PLOT_HEIGHT + BOTTOM
     plot_left: float = LEFT
@@ -83,6 +84,28 @@ def value_axis(values: list[float]) -> tuple[float, float, list[float]]:
     return low, high, [round(low + i * step, 12) for i in range(count + 1)]
 
 
+def log_axis(values: list[float]) -> tuple[float, float, list[float]]:
+    """(low, high, ticks) in powers of ten around the positive `values`, for a log-scaled value axis."""
+    low = math.floor(math.log10(min(values)) + 1e-9)
+    high = max(math.ceil(math.log10(max(values)) - 1e-9), low + 1)
+    return 10.0 ** low, 10.0 ** high, [10.0 ** k for k in range(low, high + 1)]
+
+
+def uses_log_scale(values: list[float], higher_is_better: bool) -> bool:
+    """A lower-is-better metric (perplexity) whose values span a factor of ten or more: drawn on a log scale."""
+    return not higher_is_better and min(values) > 0 and max(values) >= 10 * min(values)
+
+
+def _tick_label(value: float, decimals: int, log: bool) -> str:
+    """A linear axis' value with `decimals`; a log axis' power of ten short (0.1, 10, 1k, 100k, 1M, 1G)."""
+    if not log:
+        return f"{value:.{decimals}f}"
+    for suffix, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= size:
+            return f"{value / size:g}{suffix}"
+    return f"{value:g}"
+
+
 def step_axis(steps: list[int]) -> tuple[float, float, list[float]]:
     """(0, last step, ticks at multiples of a nice step up to it): training starts at batch 0."""
     high = float(max(steps)) if steps and max(steps) > 0 else 1.0
@@ -101,18 +124,24 @@ def curve_chart(curves: Curves, task: str) -> CurveChart:
     lines_points = [(i, s, pts) for i, s, pts in lines_points if pts]
     every = [p for _, _, pts in lines_points for p in pts]
     baseline = curves.baselines.get(task)
-    values = [v for p in every for v in (p.value, *_band_ends(p))] + ([baseline] if baseline is not None else [])
-    y0, y1, y_ticks = value_axis(values)
+    log = uses_log_scale([p.value for p in every], curves.higher_is_better.get(task, True))
+    if log:  # the band's upper ends only: a lower end at or below 0 is cut at the axis
+        y0, y1, y_ticks = log_axis([p.value for p in every] + [_band_ends(p)[1] for p in every])
+    else:
+        values = [v for p in every for v in (p.value, *_band_ends(p))] + ([baseline] if baseline is not None else [])
+        y0, y1, y_ticks = value_axis(values)
     x0, x1, x_ticks = step_axis([p.step for p in every])
     plot_w = WIDTH - RIGHT - LEFT
+    scale = (lambda v: math.log10(v) if v > 0 else -math.inf) if log else (lambda v: v)
+    top, bottom = scale(y1), scale(y0)
 
     def x(step: float) -> float:
         return round(LEFT + (step - x0) / (x1 - x0) * plot_w, 2)
 
     def y(value: float) -> float:
-        return round(TOP + (y1 - min(max(value, y0), y1)) / (y1 - y0) * PLOT_HEIGHT, 2)
+        return round(TOP + (top - min(max(scale(value), bottom), top)) / (top - bottom) * PLOT_HEIGHT, 2)
 
-    decimals = _decimals(y_ticks[1] - y_ticks[0]) if len(y_ticks) > 1 else 2
+    decimals = _decimals(y_ticks[1] - y_ticks[0]) if len(y_ticks) > 1 and not log else 2
     lines, last = [], []
     for index, series, pts in lines_points:
         path = " ".join(f"{'M' if k == 0 else 'L'}{x(p.step)},{y(p.value)}" for k, p in enumerate(pts))
@@ -129,8 +158,8 @@ def curve_chart(curves: Curves, task: str) -> CurveChart:
     return CurveChart(
         task=task, metric=curves.metrics[task], lines=lines,
         x_ticks=[(x(t), f"{t:g}") for t in x_ticks],
-        y_ticks=[(y(t), f"{t:.{decimals}f}") for t in y_ticks],
-        chance_y=y(baseline) if baseline is not None else None, last=last,
+        y_ticks=[(y(t), _tick_label(t, decimals, log)) for t in y_ticks],
+        chance_y=y(baseline) if baseline is not None and y0 <= baseline <= y1 else None, last=last, log=log,
     )
 
 

@@ -8,7 +8,7 @@ from urllib.parse import unquote
 import pytest
 
 from evalharness.errors import ConfigError
-from evalharness.report.curve_charts import curve_chart, nice_step, step_axis, value_axis
+from evalharness.report.curve_charts import curve_chart, log_axis, nice_step, step_axis, uses_log_scale, value_axis
 from evalharness.report.curves import build_curves, curves_csv, curves_markdown, has_curves, series_of, training_step
 from evalharness.report.make import render, report_files
 from evalharness.report.runs import label_runs, load_runs
@@ -104,6 +104,22 @@ def test_chart_geometry():
     assert [(d.x, d.y) for d in line.dots] == [(279.0, 152.5), (506.0, 57.5)]
     assert line.dots[1].title == "r1, batch 200: 0.600 ± 0.050 (n=100)"
     assert chart.last == ["r1: 0.600 ± 0.050 at batch 200"]
+
+
+def test_perplexity_spanning_powers_of_ten_is_drawn_on_a_log_scale():
+    assert log_axis([2000.0, 1e6]) == (1e3, 1e6, [1e3, 1e4, 1e5, 1e6])
+    assert uses_log_scale([2000.0, 1e6], higher_is_better=False)
+    assert not uses_log_scale([2000.0, 1e6], higher_is_better=True) and not uses_log_scale([200.0, 1000.0], False)
+    runs = label_runs([(at_step(b, {"lambada_openai": {"acc": 0.0, "perplexity": v, "perplexity_stderr": se}}), None)
+                       for b, v, se in ((100, 100_000.0, 150_000.0), (200, 1000.0, 0.0))])
+    chart = curve_chart(build_curves(runs, {"lambada_openai": "perplexity"}), "lambada_openai")
+    # 1e3 .. 1e5 (the band's upper end 250,000 rounds up to 1e6): four decades over 190 px from y=10
+    assert chart.log and chart.chance_y is None  # perplexity has no declared chance level
+    assert chart.y_ticks == [(200.0, "1k"), (136.67, "10k"), (73.33, "100k"), (10.0, "1M")]
+    (line,) = chart.lines
+    assert line.path == "M279.0,73.33 L506.0,200.0"
+    # the band: 250,000 above (10 + (6 - 5.39794) / 3 * 190 = 48.13), and below -50,000, cut at the bottom (200)
+    assert line.band == "279.0,48.13 506.0,200.0 506.0,200.0 279.0,200.0"
 
 
 def test_page_markdown_and_csv_formats():
