@@ -101,9 +101,20 @@ def read_results(path: Path | str) -> dict[str, Any]:
     return data
 
 
+def expand_paths(paths: list[Path | str]) -> list[Path]:
+    """The paths, with a folder that holds no results.json but run folders (the Composer callback's `output_dir`)
+    replaced by those run folders, in name order."""
+    out = []
+    for p in map(Path, paths):
+        inner = sorted(f.parent for f in p.glob("*/results.json")) if p.is_dir() and not (p / "results.json").exists() else []
+        out += inner or [p]
+    return out
+
+
 def load_runs(paths: list[Path | str]) -> list[Run]:
-    """Runs labelled by model name; equal names get their shots, dtype or a number added."""
-    return label_runs([(read_results(p), Path(p) if Path(p).is_dir() else Path(p).parent) for p in paths])
+    """Runs labelled by model name; equal names get their shots, dtype or a number added. A folder of run
+    folders stands for all of them."""
+    return label_runs([(read_results(p), p if p.is_dir() else p.parent) for p in expand_paths(paths)])
 
 
 def label_runs(items: list[tuple[dict[str, Any], Path | None]]) -> list[Run]:

@@ -146,3 +146,12 @@ def test_html_report_writes_the_curves_csv_beside_it(tmp_path):
     assert written[1].read_text() == curves_csv(build_curves(load_runs(folders)))
     _, written = report_files(folders[:1], output=tmp_path / "one.html")
     assert written == [tmp_path / "one.html"]
+
+
+def test_a_folder_of_run_folders_stands_for_them(tmp_path):
+    for b, v in ((80, 0.55), (40, 0.5)):
+        write_run(tmp_path / "evals" / f"ep0-ba{b}", at_step(b, {"piqa": {"acc_token": v}}))
+    runs = load_runs([tmp_path / "evals"])
+    assert [r.folder.name for r in runs] == ["ep0-ba40", "ep0-ba80"] and has_curves(runs)
+    with pytest.raises(ConfigError, match="not found"):
+        load_runs([tmp_path])  # no results.json in it nor in its subfolders
