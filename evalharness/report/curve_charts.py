@@ -97,13 +97,18 @@ def uses_log_scale(values: list[float], higher_is_better: bool) -> bool:
 
 
 def _tick_label(value: float, decimals: int, log: bool) -> str:
-    """A linear axis' value with `decimals`; a log axis' power of ten short (0.1, 10, 1k, 100k, 1M, 1G)."""
-    if not log:
-        return f"{value:.{decimals}f}"
+    """An axis value: from 1000 up short (1k, 2.5k, 1.5M, 1G), below it with `decimals` (a log axis: as needed)."""
     for suffix, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= size:
+        if abs(value) >= size:
             return f"{value / size:g}{suffix}"
-    return f"{value:g}"
+    return f"{value:g}" if log else f"{value:.{decimals}f}"
+
+
+def value_text(value: float, stderr: float | None) -> str:
+    """A point's value ± stderr: three decimals, or whole numbers with thousands separators from 1000 up."""
+    if abs(value) < 1000:
+        return format_value(value, stderr)
+    return f"{value:,.0f}" + (f" ± {stderr:,.0f}" if stderr else "")
 
 
 def step_axis(steps: list[int]) -> tuple[float, float, list[float]]:
@@ -150,11 +155,11 @@ def curve_chart(curves: Curves, task: str) -> CurveChart:
             upper = [f"{x(p.step)},{y(_band_ends(p)[1])}" for p in pts]
             lower = [f"{x(p.step)},{y(_band_ends(p)[0])}" for p in reversed(pts)]
             band = " ".join(upper + lower)
-        dots = [Dot(x(p.step), y(p.value), f"{series}, batch {p.step}: {format_value(p.value, p.stderr)}"
+        dots = [Dot(x(p.step), y(p.value), f"{series}, batch {p.step}: {value_text(p.value, p.stderr)}"
                     + (f" (n={p.n})" if p.n is not None else "")) for p in pts]
         lines.append(CurveLine(series, index, path, band, dots))
         end = pts[-1]
-        last.append(f"{series}: {format_value(end.value, end.stderr)} at batch {end.step}")
+        last.append(f"{series}: {value_text(end.value, end.stderr)} at batch {end.step}")
     return CurveChart(
         task=task, metric=curves.metrics[task], lines=lines,
         x_ticks=[(x(t), f"{t:g}") for t in x_ticks],

@@ -120,6 +120,13 @@ def test_perplexity_spanning_powers_of_ten_is_drawn_on_a_log_scale():
     assert line.path == "M279.0,73.33 L506.0,200.0"
     # the band: 250,000 above (10 + (6 - 5.39794) / 3 * 190 = 48.13), and below -50,000, cut at the bottom (200)
     assert line.band == "279.0,48.13 506.0,200.0 506.0,200.0 279.0,200.0"
+    assert line.dots[0].title == "r1, batch 100: 100,000 ± 150,000 (n=100)"
+    assert chart.last == ["r1: 1,000 at batch 200"]
+    # a linear axis of large values: short labels (0 .. 2M in steps of 500k)
+    runs = label_runs([(at_step(b, {"lambada_openai": {"acc": 0.0, "perplexity": v, "perplexity_stderr": 0.0}}), None)
+                       for b, v in ((100, 1_900_000.0), (200, 400_000.0))])
+    chart = curve_chart(build_curves(runs, {"lambada_openai": "perplexity"}), "lambada_openai")
+    assert not chart.log and [t for _, t in chart.y_ticks] == ["0", "500k", "1M", "1.5M", "2M"]
 
 
 def test_page_markdown_and_csv_formats():
