@@ -2,7 +2,7 @@
 # Build reports/examples/training-curves.* and paired-comparison.* from a short real Composer training run:
 # a small random MPT trained on LAMBADA passages (scripts/train_curves_example.py) with the ICLEvaluator callback
 # writing a run folder every 40 batches, then two of the Trainer's checkpoints evaluated with
-# `evalharness run --model composer:...` and compared item by item. CPU only; about 45 minutes on two busy cores.
+# `evalharness run --model composer:...` and compared item by item. CPU only; about 40 minutes on two busy cores.
 #
 # Environment: PY (default .venv/bin/python), COMPOSER_PY (.venv-composer/bin/python), EX (work folder,
 # default /tmp/evalharness-examples), TOKENIZER (the GPT-NeoX-20B tokenizer: a hub id or a local folder),
@@ -32,7 +32,7 @@ fi
 for batch in 80 320; do
   if [ ! -f "$EX/ckpt-ba$batch/results.json" ]; then
     "$PY" -m evalharness run --model "composer:$EX/train/checkpoints/ep0-ba$batch-rank0.pt" \
-        --tasks piqa,lambada_openai,arc_easy --limit 1000 --dtype float32 --threads 1 --output-dir "$EX/ckpt-ba$batch"
+        --tasks piqa,lambada_openai,arc_easy --limit 1000 --num-fewshot 0 --dtype float32 --threads 1 --output-dir "$EX/ckpt-ba$batch"
   fi
 done
 "$PY" -m evalharness compare "$EX/ckpt-ba80" "$EX/ckpt-ba320" --metric lambada_openai=perplexity

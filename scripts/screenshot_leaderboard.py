@@ -34,8 +34,11 @@ def main() -> None:
             page = browser.new_page(viewport={"width": args.width, "height": args.height},
                                     color_scheme="dark" if args.dark else "light")
             page.goto(args.page.resolve().as_uri(), wait_until="load")
-            if args.selector:
-                page.locator(args.selector).first.screenshot(path=str(args.out))
+            if args.selector:  # the element with a 16 px margin of the page around it
+                box = page.locator(args.selector).first.bounding_box()
+                page.screenshot(path=str(args.out), full_page=True, clip={
+                    "x": max(box["x"] - 16, 0), "y": max(box["y"] - 16, 0),
+                    "width": box["width"] + 32, "height": box["height"] + 32})
             else:
                 page.screenshot(path=str(args.out), full_page=args.full)
         finally:
