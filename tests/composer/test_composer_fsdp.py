@@ -63,6 +63,18 @@ def test_every_rank_logs_the_same_metrics_at_each_interval(runs):
     assert len(set(perplexities)) == len(EVAL_BATCHES)  # each evaluation saw that moment's weights
 
 
+def test_the_first_rank_writes_a_run_folder_per_evaluation(runs):
+    assert runs["with-rank1"]["written"] == {}
+    written = runs["with-rank0"]["written"]
+    assert list(written) == [f"ep0-ba{b}" for b in EVAL_BATCHES]
+    logged = runs["with-rank0"]["icl"]
+    for batch in EVAL_BATCHES:
+        out = written[f"ep0-ba{batch}"]
+        assert out["model"]["kind"] == "composer-callback" and out["model"]["composer"]["batch"] == batch
+        assert out["model"]["composer"]["sample"] == 4 * batch  # 2 sequences per rank and batch, 2 ranks
+        assert out["results"]["piqa"]["acc"] == dict(logged["icl/piqa/acc"])[batch]
+
+
 def test_logged_values_equal_evaluate_on_the_gathered_weights(runs, icl_tasks_dir, neox_tokenizer_dir, data_dir):
     """Bit for bit with the same kernels: the CPU plugin's packed weight copies, on by default for a model in one
     piece, are never made for a sharded one; with them the float32 rounding differs (relative 1e-6 here)."""

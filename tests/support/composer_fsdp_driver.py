@@ -6,11 +6,13 @@ Usage: python -m torch.distributed.run --standalone --nproc-per-node 2 tests/sup
 processes one after the other, with the same seeds: without the callback, with it, and a control whose callback
 moves the RNG on. Each writes `OUT_DIR/<run>-rank<r>.pt`: the training losses, the metrics this rank's logger
 received, whether every module is back in training mode, the FSDP units, and on rank 0 the full weights gathered
-after each evaluation's batch and at the end.
+after each evaluation's batch and at the end. The callback writes its run folders (`output_dir=`) to
+`OUT_DIR/evals/`; each rank records the folders it wrote, with their results.json.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -83,7 +85,8 @@ def train(tokenizer: Any, callbacks: list[Callback]) -> tuple[InMemoryLogger, Hu
     return logger, model
 
 
-def record(logger: InMemoryLogger, model: HuggingFaceModel, weights: GatheredWeights) -> dict[str, Any]:
+def record(logger: InMemoryLogger, model: HuggingFaceModel, weights: GatheredWeights,
+           written: list[Path]) -> dict[str, Any]:
     """What the test compares; `weights` and `final` are empty dicts on ranks other than 0."""
     sharded = [type(m).__name__ for m in model.model.modules() if type(m).__name__.startswith("FSDP")]
     return {
@@ -95,6 +98,7 @@ def record(logger: InMemoryLogger, model: HuggingFaceModel, weights: GatheredWei
         "timeout": joined_context("cpu").timeout_seconds,  # what evalharness's errors would report
         "weights": weights.weights,
         "final": full_weights(model.model),
+        "written": {p.name: json.loads((p / "results.json").read_text()) for p in written},
     }
 
 
@@ -105,12 +109,16 @@ def main(tasks_dir: str, out_dir: str) -> int:
     for run in ("without", "with", "control"):
         weights = GatheredWeights()
         callbacks: list[Callback] = [weights]
+        icl = None
         if run == "with":
-            callbacks.append(ICLEvaluator(TASKS, "2ba", registry=TaskRegistry(Path(tasks_dir)), **EVAL))
+            icl = ICLEvaluator(TASKS, "2ba", registry=TaskRegistry(Path(tasks_dir)), output_dir=Path(out_dir) / "evals",
+                               **EVAL)
+            callbacks.append(icl)
         if run == "control":
             callbacks.append(DrawsRandomNumbers())
         logger, model = train(tokenizer, callbacks)
-        torch.save(record(logger, model, weights), Path(out_dir) / f"{run}-rank{rank}.pt")
+        written = icl.written if icl is not None else []
+        torch.save(record(logger, model, weights, written), Path(out_dir) / f"{run}-rank{rank}.pt")
     return 0
 
 
