@@ -65,7 +65,7 @@ def _show(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, list):
-        return "/".join(_show(v) for v in value)
+        return "/".join(_show(v) for v in value) or "n/a"
     return str(value)
 
 
@@ -98,7 +98,7 @@ class Agreement:
     same: int = 0
     max_delta: float = 0.0  # largest |delta log-prob| of a request
     deltas_per_token: list[float] = field(default_factory=list)  # |delta log-prob| / continuation tokens, per request
-    clear_flips: int = 0  # different predictions where the reference's best choice led by more than 1 nat
+    clear_flips: int = 0  # multiple-choice items whose prediction changed although the reference's best led by > 1 nat
 
     @property
     def fraction(self) -> float:
@@ -121,9 +121,10 @@ def _outcome(record: dict[str, Any]) -> Any:
 
 
 def _margin(record: dict[str, Any]) -> float:
-    """How far the best choice leads the second (nats); infinite for one-choice items."""
+    """How far the best choice leads the second (nats); 0 where there is no second choice (one continuation, or
+    generation: how near its greedy path came to another is not recorded)."""
     logprobs = sorted(record.get("logprobs") or [], reverse=True)
-    return logprobs[0] - logprobs[1] if len(logprobs) > 1 else float("inf")
+    return logprobs[0] - logprobs[1] if len(logprobs) > 1 else 0.0
 
 
 def compare(reference: Iterable[dict[str, Any]], other: Iterable[dict[str, Any]]) -> Agreement:
@@ -314,9 +315,8 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def run_checks(args: argparse.Namespace, gpus: int) -> list[Verdict]:
+    """Every check on `gpus` devices of type args.device (cuda; cpu: the script testing itself)."""
     from transformers import AutoTokenizer
-
-    from evalharness.models.embedded import embedded_model_dir
 
     work: Path = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
@@ -324,8 +324,8 @@ def run_checks(args: argparse.Namespace, gpus: int) -> list[Verdict]:
     tasks = (*SCORING_TASKS, GENERATION_TASK)
     common = ["--batch-size", str(args.batch_size)]
     cpu = evalharness_run(work, "cpu-fp32", args.model, tasks, args.limit, [*common, "--device", "cpu", "--dtype", "float32"])
-    gpu = evalharness_run(work, "gpu-bf16", args.model, tasks, args.limit, [*common, "--device", "cuda", "--dtype", "bfloat16"])
-    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir() if args.model == "smollm2-135m" else args.model)
+    gpu = evalharness_run(work, "gpu-bf16", args.model, tasks, args.limit, [*common, "--device", args.device, "--dtype", "bfloat16"])
+    tokenizer = AutoTokenizer.from_pretrained(cpu.results["model"]["tokenizer"])  # where the run took it from
     verdicts.append(agreement_verdict(
         "scoring-bf16", compare_runs(cpu.folder, gpu.folder, SCORING_TASKS), min_fraction=AGREEMENT_BF16,
         figures={"gpu_tokens_per_s": tokens_per_second(gpu, SCORING_TASKS, tokenizer),
@@ -335,11 +335,12 @@ def run_checks(args: argparse.Namespace, gpus: int) -> list[Verdict]:
         figures={"gpu_generated_tokens_per_s": tokens_per_second(gpu, [GENERATION_TASK], tokenizer, generated=True)}))
 
     mpt = build_random_mpt(work / "random-mpt", args.tokenizer)
-    verdicts.append(check_mpt_attention(mpt))
+    on_gpu = args.device == "cuda"
+    verdicts.append(check_mpt_attention(mpt, "cuda:0", 8, 512) if on_gpu else check_mpt_attention(mpt, "cpu", 2, 64))
     mpt_cpu = evalharness_run(work, "mpt-cpu-fp32", str(mpt), MPT_TASKS, args.limit,
                               [*common, "--device", "cpu", "--dtype", "float32"])
     mpt_gpu = evalharness_run(work, "mpt-gpu-bf16", str(mpt), MPT_TASKS, args.limit,
-                              [*common, "--device", "cuda", "--dtype", "bfloat16"])
+                              [*common, "--device", args.device, "--dtype", "bfloat16"])
     verdicts.append(agreement_verdict(
         "mpt-scoring", compare_runs(mpt_cpu.folder, mpt_gpu.folder, MPT_TASKS), min_fraction=AGREEMENT_BF16,
         figures={"gpu_tokens_per_s": tokens_per_second(mpt_gpu, MPT_TASKS, AutoTokenizer.from_pretrained(mpt)),
@@ -350,7 +351,7 @@ def run_checks(args: argparse.Namespace, gpus: int) -> list[Verdict]:
             verdicts.append(Verdict(name, None, why=f"needs 2 or more GPUs, this machine has {gpus}"))
             continue
         many = evalharness_run(work, f"gpu-bf16-{name}", args.model, tasks, args.limit,
-                               [*common, "--device", "cuda", "--dtype", "bfloat16", "--nproc", str(gpus), flag])
+                               [*common, "--device", args.device, "--dtype", "bfloat16", "--nproc", str(gpus), flag])
         verdicts.append(agreement_verdict(
             name, compare_runs(gpu.folder, many.folder, tasks), min_fraction=AGREEMENT_SAME_DTYPE,
             max_mean_delta=DELTA_SAME_DTYPE,
@@ -367,8 +368,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="the GPT-NeoX-20B tokenizer (a folder or a Hub id) for the random MPT")
     p.add_argument("--limit", type=int, default=200, help="items per task")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                   help="cpu: run every check with the CPU in the GPU's place (bfloat16, gloo, 2 processes), which tests "
+                        "this script, not the GPU paths")
     args = p.parse_args(argv)
-    gpus, why = gpu_count()
+    gpus, why = gpu_count() if args.device == "cuda" else (2, "")
     if not gpus:
         print(no_gpu_line(why))
         return 0
@@ -379,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    print(f"\ngpu_check: {gpus} x {torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}")
+    where = torch.cuda.get_device_name(0) if args.device == "cuda" else "CPU (the script testing itself)"
+    print(f"\ngpu_check: {gpus} x {where}, torch {torch.__version__}, CUDA {torch.version.cuda}")
     for v in verdicts:
         print(v.line())
     return 1 if any(v.passed is False for v in verdicts) else 0

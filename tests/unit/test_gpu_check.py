@@ -20,9 +20,10 @@ _spec.loader.exec_module(gpu_check)
 
 
 def test_without_a_gpu_it_says_so_in_one_line(tmp_path):
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, str(_PATH), "--work-dir", str(tmp_path / "w")], capture_output=True,
-                          text=True, env=env, timeout=120)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable}
+    script = _PATH.parents[1] / "scripts" / "gpu_check.sh"
+    proc = subprocess.run([str(script), "--work-dir", str(tmp_path / "w")], capture_output=True, text=True, env=env,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr
     [line] = proc.stdout.splitlines()
     assert line.startswith("gpu_check: no NVIDIA GPU on this machine (torch ") and line.endswith("; nothing to check")
@@ -48,7 +49,27 @@ def test_agreement_counts_items_deltas_and_clear_flips():
 def test_generation_items_agree_on_their_completions():
     a = [{"doc_id": 0, "subset": "x", "completions": [" Paris"], "num_tokens": [2]}]
     b = [{"doc_id": 0, "subset": "x", "completions": [" Rome"], "num_tokens": [2]}]
-    assert gpu_check.compare(a, b).same == 0 and gpu_check.compare(a, a).same == 1
+    differ = gpu_check.compare(a, b)
+    assert (differ.same, differ.clear_flips) == (0, 0)  # a changed completion is not a choice that flipped
+    assert gpu_check.compare(a, a).same == 1
+
+
+def test_tokens_per_second_from_a_run_folder(tmp_path):
+    import json
+
+    class Words:  # one token per word
+        def __call__(self, text: str):
+            return type("Encoded", (), {"input_ids": text.split()})()
+
+    (tmp_path / "samples_piqa.jsonl").write_text(json.dumps({"requests": [
+        {"context": "a b c", "continuation": " d"}, {"context": "a b c", "continuation": " e f"}]}) + "\n")
+    (tmp_path / "samples_gen.jsonl").write_text(json.dumps({"num_tokens": [6]}) + "\n")
+    results = {"tasks": {"piqa": {"seconds": 0.5}, "gen": {"seconds": 2.0}},
+               "distributed": {"peak_cuda_mb_per_rank": [100.0, 90.5]}}
+    run = gpu_check.Run(tmp_path, 10.0, results)
+    assert gpu_check.tokens_per_second(run, ["piqa"], Words()) == 9 / 0.5
+    assert gpu_check.tokens_per_second(run, ["gen"], Words(), generated=True) == 3.0
+    assert run.peak_gpu_mb == [100.0, 90.5]
 
 
 def test_runs_of_other_items_are_refused():
