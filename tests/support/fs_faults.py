@@ -28,7 +28,8 @@ def _must(*cmd: str) -> None:
 def _or_skip(*cmd: str) -> None:
     proc = _run(*cmd)
     if proc.returncode != 0:
-        pytest.skip(f"this machine does not allow `{' '.join(cmd)}`: {proc.stderr.strip() or proc.returncode}")
+        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[0]
+        pytest.skip(f"this machine does not allow `{' '.join(cmd)}`: {why}")
 
 
 @contextlib.contextmanager
