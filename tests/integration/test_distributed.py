@@ -22,7 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 from evalharness.api import run
 from evalharness.backends.hf.backend import HFBackend
 from evalharness.config import RunConfig
-from evalharness.launch import without_nproc
+from evalharness.launch import without_launch_options
 from evalharness.models.checkpoint import CheckpointReader
 from evalharness.models.fsdp import available_memory, build_on_meta, fits_one_device, transformer_blocks
 from evalharness.requests import GenerateRequest, LoglikelihoodRequest
@@ -74,8 +74,9 @@ def _run_one_process(model: str, out: Path, data_dir: Path, registry: TaskRegist
 
 
 # ---- pieces, in one process ----------------------------------------------------------------------
-def test_without_nproc_keeps_the_other_arguments():
-    assert without_nproc(["run", "--nproc", "2", "--tasks", "piqa", "--nproc=4", "--fsdp"]) == ["run", "--tasks", "piqa", "--fsdp"]
+def test_without_launch_options_keeps_the_other_arguments():
+    assert without_launch_options(["run", "--nproc", "2", "--tasks", "piqa", "--nproc=4", "--fsdp", "--nnodes", "2",
+                                   "--node-rank=1", "--rdzv-endpoint", "h:1"]) == ["run", "--tasks", "piqa", "--fsdp"]
 
 
 def test_transformer_blocks_known_classes_and_generic_fallback(tiny_mpt_dir):
