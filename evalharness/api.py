@@ -108,6 +108,7 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
     requests; rank 0 scores, writes and returns the results, the other ranks return None. `owns_process`: the
     caller is evalharness's own command line, so backends may change process-wide settings.
     """
+    from .agreement import check_same_everywhere, model_description, run_description
     from .backends.cache import CachedBackend, RequestCache
     from .backends.distributed import DistributedBackend
     from .backends.registry import BackendSetup, create_backend
@@ -132,6 +133,7 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
         check_writable(output_dir)
         lock = OutputLock(output_dir)
     try:
+        check_same_everywhere(ctx, run_description(config, tasks), "code, arguments and data")
         if lock is not None and output_dir is not None and output_dir.is_dir():
             lock.acquire()  # an existing folder: before the model loads (a new one is locked once it is made)
         if config.threads:
@@ -143,6 +145,7 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
                              fsdp=config.fsdp, owns_process=owns_process)
         backend: Backend = create_backend(config.backend, setup,
                                           with_bos_option(config.backend, config.backend_options, config.add_bos_token))
+        check_same_everywhere(ctx, model_description(backend.identity()), "the model")
         check_capabilities(backend, tasks)
         fmt = prompt_format(backend, config.chat_template, config.system_instruction, config.fewshot_as_multiturn)
         if ctx.world_size > 1:

@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EvalHarnessError as exc:
         if args.debug:
             raise
-        if not getattr(exc, "every_rank_knows", False) or os.environ.get("LOCAL_RANK", "0") == "0":
+        if not exc.every_rank_knows or os.environ.get("LOCAL_RANK", "0") == "0":
             rank = f" (rank {os.environ['RANK']})" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
             print(f"evalharness: error{rank}: {exc}", file=sys.stderr)
         return 2
