@@ -155,7 +155,7 @@ def test_an_interrupted_two_node_run_resumed_on_one_node(one_process, tiny_mpt_d
 
 def test_a_node_with_other_data_stops_both_nodes_with_one_line(tiny_mpt_dir, data_dir, tmp_path):
     """Node 1's copy of the data has one row changed beyond --limit: its requests are the same as node 0's, so
-    only the data check can tell; both nodes stop before the model loads."""
+    only the data check can tell; both nodes stop before the model loads, each with the one line alone."""
     other = tmp_path / "other-data"
     (other / "llm-foundry").mkdir(parents=True)
     rows = (data_dir / "llm-foundry" / f"{TASK}.jsonl").read_text().splitlines()
@@ -164,13 +164,29 @@ def test_a_node_with_other_data_stops_both_nodes_with_one_line(tiny_mpt_dir, dat
     (other / "llm-foundry" / f"{TASK}.jsonl").write_text("\n".join([*rows[:-1], json.dumps(last)]) + "\n")
     port, logs = _free_port(), tmp_path / "logs"
     run_args = ["--model", str(tiny_mpt_dir), *ARGS, "--output-dir", str(tmp_path / "out")]
-    procs = _start([_torchrun_node(port, [*run_args, "--data-dir", str(data_dir)]),
-                    _torchrun_node(port, [*run_args, "--data-dir", str(other)])], data_dir, logs)
-    codes = _finish(procs, timeout=300)
-    assert all(code != 0 for code in codes), codes
+    procs = _start([_evalharness_node(port, 0, [*run_args, "--data-dir", str(data_dir)]),
+                    _evalharness_node(port, 1, [*run_args, "--data-dir", str(other)])], data_dir, logs)
+    assert _finish(procs, timeout=300) == [2, 2]
+    for node in (0, 1):
+        lines = _log(logs, node).strip().splitlines()
+        assert len(lines) == 1, _log(logs, node)[-3000:]
+        assert lines[0].startswith(f"evalharness: error (rank {node}): rank 1 (host "), lines[0]
+        assert f"differs from rank 0 (host {socket.gethostname()}): task {TASK}: data file llm-foundry/{TASK}.jsonl " \
+               "is " in lines[0], lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_node_with_another_model_stops_both_nodes(tiny_mpt_dir, neox_tokenizer_dir, data_dir, tmp_path):
+    """Plain torchrun; node 1's model folder holds other weights of the same shapes."""
+    from support.tiny_models import build_tiny_mpt
+
+    other = build_tiny_mpt(tmp_path / "other-model", neox_tokenizer_dir, seed=1)
+    port, logs = _free_port(), tmp_path / "logs"
+    procs = _start([_torchrun_node(port, ["--model", str(model), *ARGS, "--output-dir", str(tmp_path / "out")])
+                    for model in (tiny_mpt_dir, other)], data_dir, logs)
+    assert all(code != 0 for code in _finish(procs, timeout=300))
     for node in (0, 1):
         lines = [ln for ln in _log(logs, node).splitlines() if "differs from rank 0" in ln]
-        assert len(lines) == 1, _log(logs, node)[-3000:]
-        assert f"task {TASK}: data file llm-foundry/{TASK}.jsonl is " in lines[0], lines[0]
-        assert lines[0].startswith("evalharness: error (rank ") and "rank 1 (host " in lines[0], lines[0]
+        assert len(lines) == 1 and ": model (weights, config, dtype, maximum length) is 'hf|" in lines[0], \
+            _log(logs, node)[-3000:]
     assert not (tmp_path / "out" / "results.json").exists()
