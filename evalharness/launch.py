@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 
@@ -45,7 +46,8 @@ def launch(nproc: int, argv: Sequence[str], nodes: Nodes | None = None) -> int:
 
     torchrun watches the processes: when one fails it stops the others and shows the failure. Ctrl-C reaches
     torchrun with this process (one process group); SIGTERM sent to this process alone is passed on. Either way
-    torchrun stops the workers with that signal and each machine prints one line.
+    torchrun stops the workers with that signal and each machine prints one line. Before the workers start
+    torchrun may be waiting for the other machines inside a call that signals do not interrupt: it is killed.
     """
     cmd = [sys.executable, "-m", "evalharness.torchrun", *torchrun_options(nproc, nodes), "-m", "evalharness",
            *without_launch_options(argv)]
@@ -55,6 +57,9 @@ def launch(nproc: int, argv: Sequence[str], nodes: Nodes | None = None) -> int:
     def forward(signum: int, frame: object) -> None:
         received.append(signum)
         proc.send_signal(signum)  # torchrun acts on the first signal and ignores repeats
+        if not has_children(proc.pid):  # still in the rendezvous, which may wait in C++ and never see the signal
+            proc.kill()
+            print("evalharness: interrupted while waiting for the other machines", file=sys.stderr)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -63,6 +68,22 @@ def launch(nproc: int, argv: Sequence[str], nodes: Nodes | None = None) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 128 + received[0] if received else code
+
+
+def has_children(pid: int) -> bool:
+    """Whether process `pid` has started any process (True where /proc cannot tell)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if stat.rpartition(")")[2].split()[1] == str(pid):  # the field after the state: the parent's pid
+                return True
+    return False
 
 
 def _torchrun_dies_with_us() -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from evalharness.api import run
 from evalharness.config import RunConfig
+from evalharness.launch import has_children
 from support.same_answers import assert_same_answers
 
 REPO = Path(__file__).resolve().parents[2]
@@ -190,3 +191,22 @@ def test_a_node_with_another_model_stops_both_nodes(tiny_mpt_dir, neox_tokenizer
         assert len(lines) == 1 and ": model (weights, config, dtype, maximum length) is 'hf|" in lines[0], \
             _log(logs, node)[-3000:]
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_ctrl_c_while_waiting_for_the_other_machine(tiny_mpt_dir, data_dir, tmp_path):
+    """Node 0 alone waits for node 1 inside torchrun's rendezvous, where signals are not seen: Ctrl-C ends it at
+    once with one line (it used to wait out the rendezvous timeout)."""
+    logs = tmp_path / "logs"
+    [proc] = _start([_evalharness_node(_free_port(), 0, ["--model", str(tiny_mpt_dir), *ARGS, "--output-dir",
+                                                          str(tmp_path / "out")])], data_dir, logs)
+    try:
+        deadline = time.monotonic() + 120
+        while not has_children(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)  # torchrun in its rendezvous
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=20) == 130
+    finally:
+        _finish([proc], timeout=1)
+    assert _log(logs, 0).strip() == "evalharness: interrupted while waiting for the other machines"
+
