@@ -133,7 +133,8 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
         check_writable(output_dir)
         lock = OutputLock(output_dir)
     try:
-        check_same_everywhere(ctx, run_description(config, tasks), "code, arguments and data")
+        if ctx.world_size > 1:  # every rank must hold what rank 0 holds: before the model loads, then after
+            check_same_everywhere(ctx, run_description(config, tasks), "code, arguments and data")
         if lock is not None and output_dir is not None and output_dir.is_dir():
             lock.acquire()  # an existing folder: before the model loads (a new one is locked once it is made)
         if config.threads:
@@ -145,7 +146,8 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
                              fsdp=config.fsdp, owns_process=owns_process)
         backend: Backend = create_backend(config.backend, setup,
                                           with_bos_option(config.backend, config.backend_options, config.add_bos_token))
-        check_same_everywhere(ctx, model_description(backend.identity()), "the model")
+        if ctx.world_size > 1:
+            check_same_everywhere(ctx, model_description(backend.identity()), "the model")
         check_capabilities(backend, tasks)
         fmt = prompt_format(backend, config.chat_template, config.system_instruction, config.fewshot_as_multiturn)
         if ctx.world_size > 1:
