@@ -57,9 +57,10 @@ def launch(nproc: int, argv: Sequence[str], nodes: Nodes | None = None) -> int:
     def forward(signum: int, frame: object) -> None:
         received.append(signum)
         proc.send_signal(signum)  # torchrun acts on the first signal and ignores repeats
-        if not has_children(proc.pid):  # still in the rendezvous, which may wait in C++ and never see the signal
+        if len(received) == 1 and not has_children(proc.pid):  # in the rendezvous, which may wait in C++ for ever
             proc.kill()
-            print("evalharness: interrupted while waiting for the other machines", file=sys.stderr)
+            waiting = "while waiting for the other machines" if nodes is not None else "before the processes started"
+            print(f"evalharness: interrupted {waiting}", file=sys.stderr)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
