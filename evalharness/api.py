@@ -135,6 +135,10 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
     try:
         if ctx.world_size > 1:  # every rank must hold what rank 0 holds: before the model loads, then after
             check_same_everywhere(ctx, run_description(config, tasks), "code, arguments and data")
+        if ctx.is_main and ctx.world_size > ctx.local_world_size:  # several machines: say which one writes
+            import socket
+
+            log.info(f"several machines: rank 0 runs on {socket.gethostname()} and writes {output_dir}")
         if lock is not None and output_dir is not None and output_dir.is_dir():
             lock.acquire()  # an existing folder: before the model loads (a new one is locked once it is made)
         if config.threads:

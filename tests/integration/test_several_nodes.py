@@ -96,6 +96,8 @@ def test_two_plain_torchrun_nodes_give_the_one_process_answers(one_process, tiny
     got = json.loads((written[0] / "results.json").read_text())
     assert got["config"]["world_size"] == 2 and got["distributed"]["world_size"] == 2
     assert sum(_log(tmp_path / "logs", n, "out").count("wrote ") for n in (0, 1)) == 1
+    writer = folders.index(written[0])  # its log says so
+    assert f"several machines: rank 0 runs on {socket.gethostname()} and writes {written[0]}" in _log(tmp_path / "logs", writer)
 
 
 def test_two_nodes_with_fsdp_the_second_without_an_output_folder(one_process, tiny_mpt_dir, data_dir, tmp_path):
