@@ -209,6 +209,8 @@ def test_a_failing_rank_ends_every_rank_with_its_error(tiny_mpt_dir, data_dir, t
     proc, seconds = _failing_run(tiny_mpt_dir, data_dir, tmp_path / "out", 60, False, EVALHARNESS_FAIL_RANK="1")
     assert proc.returncode != 0
     assert "rank 1: failure injected by EVALHARNESS_FAIL_RANK" in proc.stderr
+    assert "evalharness: rank 1 (pid " in proc.stderr and "ended with exit code 1; its error is above" in proc.stderr
+    assert "ChildFailedError" not in proc.stderr  # one line instead of torchrun's report
     assert seconds < 60  # torchrun stops rank 0 at once; nobody waits for the collective timeout
     assert not (tmp_path / "out" / "results.json").exists()
 

@@ -74,6 +74,10 @@ def _log(logs: Path, node: int, stream: str = "err") -> str:
     return (logs / f"node{node}.{stream}").read_text()
 
 
+def _samples_file(folder: Path) -> bytes:
+    return (folder / f"samples_{TASK}.jsonl").read_bytes()
+
+
 @pytest.fixture(scope="module")
 def one_process(tiny_mpt_dir, data_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("one") / "run"
@@ -93,6 +97,7 @@ def test_two_plain_torchrun_nodes_give_the_one_process_answers(one_process, tiny
     written = [f for f in folders if f.exists()]
     assert len(written) == 1, written
     assert_same_answers(one_process, written[0], (TASK,))
+    assert _samples_file(written[0]) == _samples_file(one_process)  # data parallel: byte for byte
     got = json.loads((written[0] / "results.json").read_text())
     assert got["config"]["world_size"] == 2 and got["distributed"]["world_size"] == 2
     assert sum(_log(tmp_path / "logs", n, "out").count("wrote ") for n in (0, 1)) == 1
@@ -151,6 +156,7 @@ def test_an_interrupted_two_node_run_resumed_on_one_node(one_process, tiny_mpt_d
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_same_answers(one_process, out, (TASK,))
+    assert _samples_file(out) == _samples_file(one_process)
     got = json.loads((out / "results.json").read_text())
     assert got["config"]["world_size"] == 1
     assert got["cache"]["hits"] == kept and got["cache"]["computed"] == 2 * LIMIT - kept
