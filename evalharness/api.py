@@ -52,6 +52,7 @@ def evaluate(
     chat_template: str | None = None,
     system_instruction: str | None = None,
     fewshot_as_multiturn: bool | None = None,
+    model_info: dict[str, Any] | None = None,
 ) -> EvalResults:
     """Evaluate an in-memory transformers causal LM (`model`, `tokenizer`), or any `backend` instance.
 
@@ -61,7 +62,11 @@ def evaluate(
     a template's name or .jinja file; `system_instruction`, `fewshot_as_multiturn` (None: on with a template) as
     the command line's options. Files (results.json, samples_<task>.jsonl, report.html) are written only when
     `output_dir` is given. Code tasks (humaneval) run model-written code and need `allow_code_execution=True`.
-    Nothing process-wide changes (no allocator settings, no thread counts).
+    `model_info`: what results.json records about the model (`name`, `kind`, `model_type`, ...), over the backend's
+    own (dtype, device). Nothing process-wide changes (no allocator settings, no thread counts).
+
+    With a DistributedBackend (evalharness.backends.distributed) every rank calls evaluate(): the main rank
+    scores and returns the results (and writes the files), the others return results without tasks.
     """
     if registry is not None and task_paths:
         raise ConfigError("evaluate(): pass task_paths or a registry (built with include_paths=...), not both")
@@ -88,13 +93,16 @@ def evaluate(
     config = {"tasks": list(names), "limit": limit, "num_fewshot": num_fewshot, "data_dir": str(data) if data else None,
               "add_bos_token": add_bos_token, "chat_template": chat_template, "system_instruction": system_instruction,
               "fewshot_as_multiturn": fmt.fewshot_as_multiturn, "prompt_format": fmt.to_dict()}
+    primary = scores_here(backend)
+    out_dir = out_dir if primary else None
     evaluator = Evaluator(backend, task_objs, limit=limit, num_fewshot=num_fewshot, output_dir=out_dir,
-                          show_progress=show_progress, allow_code_execution=allow_code_execution, prompt_format=fmt)
+                          primary=primary, show_progress=show_progress, allow_code_execution=allow_code_execution,
+                          prompt_format=fmt)
     started = time.perf_counter()
     if out_dir is None:
-        return _results(evaluator.run(), evaluator, backend, config, started)
+        return _results(evaluator.run(), evaluator, backend, config, started, model_info)
     with OutputLock(make_output_dir(out_dir)):
-        results = _results(evaluator.run(), evaluator, backend, config, started)
+        results = _results(evaluator.run(), evaluator, backend, config, started, model_info)
         write_run_files(results, out_dir)
     return results
 
@@ -190,6 +198,13 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
         shutdown(ctx)
 
 
+def scores_here(backend: Backend) -> bool:
+    """Whether this process scores the answers: always, except on the other ranks of a DistributedBackend."""
+    from .backends.distributed import DistributedBackend
+
+    return not isinstance(backend, DistributedBackend) or backend.ctx.is_main
+
+
 def with_bos_option(backend: str, options: Any, add_bos_token: bool | None) -> Any:
     """The backend's options with `add_bos_token` set (`--add-bos-token`); unchanged when it is None."""
     import dataclasses
@@ -217,10 +232,11 @@ def prompt_format(backend: Backend, chat_template: str | None, system_instructio
 
 
 def _results(task_results: dict[str, TaskResult], evaluator: Evaluator, backend: Backend, config: dict[str, Any],
-             started: float) -> EvalResults:
-    """The typed results: config as recorded (num_fewshot: the shots actually used), model and backend."""
+             started: float, model_info: dict[str, Any] | None = None) -> EvalResults:
+    """The typed results: config as recorded (num_fewshot: the shots actually used), model (the backend's
+    description, with `model_info` over it) and backend."""
     shots = set(evaluator.shots().values())
-    model = backend.model_info()
+    model = {**backend.model_info(), **(model_info or {})}
     described = backend.describe()
     config = {**config, "num_fewshot": shots.pop() if len(shots) == 1 else evaluator.shots(),
               "dtype": model.get("dtype"), "device": model.get("device"),

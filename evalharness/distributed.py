@@ -66,6 +66,24 @@ def init_distributed(device: str | None, timeout_seconds: float) -> DistContext:
     return ctx
 
 
+def joined_context(device: str | None) -> DistContext:
+    """This process's place in a process group someone else started (a training job), or a single-process
+    context when there is none; the timeout is the group's own (what errors report)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return DistContext(device=device)
+    return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_WORLD_SIZE", "1")), device,
+                       dist.get_backend(), group_timeout(device))
+
+
+def group_timeout(device: str | None) -> float:
+    """The default process group's collective timeout in seconds (torch's default if it cannot be read)."""
+    try:
+        backend = dist.distributed_c10d._get_default_group()._get_backend(torch.device(device or "cpu"))
+        return float(backend.options._timeout.total_seconds())
+    except (AttributeError, RuntimeError):  # private API: another torch release, or a backend without options
+        return dist.distributed_c10d.default_pg_timeout.total_seconds()
+
+
 class RankFailure(EvalHarnessError):
     """Another rank stopped, did not answer within the collective timeout, or holds different requests."""
 

@@ -9,11 +9,14 @@ identical files and moves nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 from pathlib import Path
+
+from .write_failure import naming_file
 
 RESULTS_FILE = "results.json"
 RUN_FILES = ("results.json", "report.html", "samples_*.jsonl")
@@ -57,11 +60,24 @@ def archive_finished_run(folder: Path, why: str) -> Path | None:
                 # written by this run (the same lines as the finished run's, or none were there): it stays;
                 # the finished run keeps a copy of its own task's file
                 if path.name[len("samples_"):-len(".jsonl")] in recorded:
-                    shutil.copy2(path, target / path.name)
+                    copy_whole(path, target / path.name)
                 continue
             os.replace(path, target / path.name)
     log.warning(f"{folder}: {why}; the finished run's files are kept in {target.name}/")
     return target
+
+
+def copy_whole(source: Path, target: Path) -> None:
+    """Copy through a temporary name, so that `target` is whole or absent (a full disk leaves no half copy); a
+    failure is a WriteError naming `target`."""
+    part = target.with_name(f".{target.name}.part")
+    try:
+        shutil.copy2(source, part)
+        os.replace(part, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            part.unlink(missing_ok=True)
+        raise naming_file(exc, target) from exc
 
 
 def before_writing_samples(path: Path, text: str) -> None:

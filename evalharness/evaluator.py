@@ -119,9 +119,11 @@ class Evaluator:
                 for i, res in batch:
                     runs[i] = [box.submit(task.program_for(items[i], text)) for text in res.texts]
 
+        busy_before = open_sandbox().busy_seconds if execute else 0.0
         try:
             with tqdm(total=len(requests), desc=name, unit="req", disable=not self.show_progress, file=sys.stderr) as bar:
                 answers = answer(self.backend, requests, bar.update, on_generated)
+            answered = time.perf_counter()
         except InputTooLong as exc:  # --max-seq-len shorter than a continuation: name the task and the item
             item = items[_item_of(items, exc.index)]
             raise exc.for_item(name, item.doc_id, item.subset) from None
@@ -135,6 +137,7 @@ class Evaluator:
             executions = [f.result() for f in runs[k]] if k in runs else None
             scored.append(task.score(item, tuple(answers[pos:pos + n]), executions))
             pos += n
+        scored_at = time.perf_counter()
         overall, groups = task.aggregate(scored)
         n_truncated = sum(1 for a in answers if getattr(a, "truncated", False))
         if n_truncated:
@@ -161,6 +164,11 @@ class Evaluator:
             box = open_sandbox()
             info["execution"] = {"isolation": box.isolation.to_dict(), "limits": dataclasses.asdict(box.limits),
                                  "statuses": _count(e["status"] for s in scored for e in s.details["executions"])}
+            # where the time went: generation (programs already run beside it), the wait for the last programs
+            # after it, and the programs' own wall time summed (they overlap generation and each other)
+            info["timing"] = {"generation_seconds": round(answered - started, 3),
+                              "execution_wait_seconds": round(scored_at - answered, 3),
+                              "program_seconds_total": round(box.busy_seconds - busy_before, 3)}
         return TaskResult(name, overall, groups, info, task.documents.files)
 
 

@@ -7,6 +7,7 @@ time, command), which a second run on the same folder shows in its one-line erro
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import fcntl
 import json
@@ -17,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .errors import EvalHarnessError
+from .write_failure import naming_file
 
 LOCK_FILE = ".evalharness.lock"
 
@@ -40,7 +42,10 @@ class OutputLock:
     def acquire(self) -> OutputLock:
         """Take the lock (without waiting) and record this process as its holder."""
         while self._fd is None:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise naming_file(exc, self.path) from exc
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -52,17 +57,23 @@ class OutputLock:
                 self._fd = fd
             else:  # the holder removed the file as we opened it: lock the file now at the path
                 os.close(fd)
-        os.ftruncate(self._fd, 0)
-        os.write(self._fd, json.dumps(holder_record()).encode())
-        os.fsync(self._fd)
+        try:
+            os.ftruncate(self._fd, 0)
+            os.write(self._fd, json.dumps(holder_record()).encode())
+            os.fsync(self._fd)
+        except OSError as exc:  # e.g. a full disk: the lock is ours, the record of who holds it could not be written
+            self.release()
+            raise naming_file(exc, self.path) from exc
         return self
 
     def release(self) -> None:
-        """Remove the lock file and let the lock go (a run that ends leaves the folder as it found it)."""
+        """Remove the lock file and let the lock go (a run that ends leaves the folder as it found it). In a folder
+        that has become read-only the file stays: it blocks nothing once the lock is let go."""
         if self._fd is None:
             return
         try:
-            self.path.unlink(missing_ok=True)  # while still locked: whoever opens it next sees a fresh file
+            with contextlib.suppress(OSError):  # never hides the error that ends the run
+                self.path.unlink(missing_ok=True)  # while still locked: whoever opens it next sees a fresh file
         finally:
             os.close(self._fd)
             self._fd = None

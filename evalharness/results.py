@@ -5,6 +5,7 @@ results.json is written once, when a run is complete; each task's samples file w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
+
+from .write_failure import naming_file
 
 # 2: tasks carry their declarations (headline_metric, subset_average, metrics, baseline, category); "backend"
 SCHEMA_VERSION = 2
@@ -107,9 +110,13 @@ class EvalResults:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write via a temporary file in the same folder and rename, so a reader never sees half a file: on any
+    failure `path` is as it was (a WriteError names it, see write_failure.py) and no temporary file is left."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise naming_file(exc, path) from exc
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -119,8 +126,11 @@ def atomic_write_text(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):  # the failure to report is the write's, not the clean-up's
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise naming_file(exc, path) from exc
         raise
 
 

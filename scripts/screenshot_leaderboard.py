@@ -2,6 +2,7 @@
 """Screenshot an HTML leaderboard with the system Chromium (Debian `chromium`) driven by playwright.
 
 Usage: python scripts/screenshot_leaderboard.py PAGE.html OUT.png [--width 1280] [--height 1500] [--dark] [--full]
+       [--selector CSS]  (only that element of the page, e.g. "#paired")
 Needs the `test` extra (playwright) and /usr/bin/chromium; never runs `playwright install`.
 """
 
@@ -24,6 +25,7 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=1500)
     ap.add_argument("--dark", action="store_true", help="emulate prefers-color-scheme: dark")
     ap.add_argument("--full", action="store_true", help="the whole page, not just the first screen")
+    ap.add_argument("--selector", help="screenshot only the first element matching this CSS selector")
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     args = ap.parse_args()
     with sync_playwright() as p:
@@ -32,7 +34,13 @@ def main() -> None:
             page = browser.new_page(viewport={"width": args.width, "height": args.height},
                                     color_scheme="dark" if args.dark else "light")
             page.goto(args.page.resolve().as_uri(), wait_until="load")
-            page.screenshot(path=str(args.out), full_page=args.full)
+            if args.selector:  # the element with a 16 px margin of the page around it
+                box = page.locator(args.selector).first.bounding_box()
+                page.screenshot(path=str(args.out), full_page=True, clip={
+                    "x": max(box["x"] - 16, 0), "y": max(box["y"] - 16, 0),
+                    "width": box["width"] + 32, "height": box["height"] + 32})
+            else:
+                page.screenshot(path=str(args.out), full_page=args.full)
         finally:
             browser.close()
     print(f"wrote {args.out}")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
+from ..write_failure import naming_file
 from .base import Backend, OnResults, Progress, WrappingBackend
 from .cache_health import is_damage, quick_check, set_aside
 
@@ -45,14 +46,18 @@ class RequestCache:
         self._db = self._open()
 
     def _open(self) -> sqlite3.Connection:
-        """Connect, check the file and its schema; a damaged file is set aside once and a fresh one opened."""
+        """Connect, check the file and its schema; a damaged file is set aside once and a fresh one opened. Any
+        other error (a read-only file, a full disk) is raised as a WriteError naming the file."""
         try:
-            return self._connect()
+            try:
+                return self._connect()
+            except sqlite3.DatabaseError as exc:
+                if not is_damage(exc):
+                    raise
+                self._set_aside(str(exc))
+                return self._connect()
         except sqlite3.DatabaseError as exc:
-            if not is_damage(exc):
-                raise
-            self._set_aside(str(exc))
-            return self._connect()
+            raise naming_file(exc, self.path) from exc
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60)
@@ -87,11 +92,13 @@ class RequestCache:
                     "computed again")
 
     def _recover(self, exc: sqlite3.DatabaseError) -> None:
-        """Damage found mid-run: set the file aside and go on with a fresh one; other errors propagate."""
+        """Damage found mid-run: set the file aside and go on with a fresh one; other errors (a full disk, a
+        read-only file) are raised as a WriteError naming the file. What is stored stays: SQLite rolls back the
+        transaction that failed."""
         if not is_damage(exc):
-            raise exc
+            raise naming_file(exc, self.path) from exc
         self._set_aside(str(exc))
-        self._db = self._connect()
+        self._db = self._open()
 
     def get_many(self, requests: Sequence[LoglikelihoodRequest | GenerateRequest]) -> list[Any | None]:
         keys = [request_key(self.model_key, r) for r in requests]
@@ -133,7 +140,7 @@ class RequestCache:
                 return
             except sqlite3.DatabaseError as exc:
                 if attempt:
-                    raise
+                    raise naming_file(exc, self.path) from exc
                 self._recover(exc)
 
     def __len__(self) -> int:

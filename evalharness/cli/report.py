@@ -27,16 +27,20 @@ def add_parser(sub: Any) -> None:
     rp.add_argument("--paired", action=argparse.BooleanOptionalAction, default=None,
                     help="md, html: add the item-by-item comparison of the two runs given (as `evalharness compare`); "
                     "html default: shown for two runs of one model family")
+    rp.add_argument("--curves", action=argparse.BooleanOptionalAction, default=None,
+                    help="each task's metric against the training batch, for runs that record one (Composer callback "
+                    "run folders, composer:PATH.pt runs); html, md default: shown when a training run was evaluated at "
+                    "two or more batches; csv: the curves instead of the table; html also writes NAME.curves.csv")
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..report import report
+    from ..report import report_files
 
-    text = report(args.results, output=args.output, compare=args.compare, references=args.reference,
-                  metrics=args.metric, fmt=args.format, subsets=args.subsets, samples=args.samples,
-                  layout=args.layout, paired=args.paired, title=args.title)
-    if args.output:
-        print(f"wrote {args.output}")
-    else:
+    text, written = report_files(args.results, output=args.output, compare=args.compare, references=args.reference,
+                                 metrics=args.metric, fmt=args.format, subsets=args.subsets, samples=args.samples,
+                                 layout=args.layout, paired=args.paired, title=args.title, curves=args.curves)
+    for path in written:
+        print(f"wrote {path}")
+    if not args.output:
         sys.stdout.write(text)
     return 0

@@ -73,6 +73,18 @@ def add_parser(sub: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Run, and end a run stopped by a file it could not write (disk full, read-only) with one line naming the
+    file and the cause (write_failure.py); what was written before is complete, the request cache keeps every
+    answered batch, and --resume continues."""
+    from ..write_failure import stopped_run
+
+    try:
+        return _run(args)
+    except OSError as exc:
+        raise stopped_run(exc) from exc
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..api import latest_output_dir, run
     from ..backends.registry import parse_option_pairs
     from ..config import RunConfig

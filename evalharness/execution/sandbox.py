@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import queue
+import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
@@ -59,6 +61,8 @@ class Sandbox:
         for slot in range(self.max_workers):
             self._slots.put(self.uids[slot] if self.uids else None)
         self._pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="evalharness-sandbox")
+        self._busy_lock = threading.Lock()
+        self.busy_seconds = 0.0  # wall time of all programs run so far, summed (they overlap each other)
 
     def submit(self, program: Program) -> Future[ExecutionResult]:
         """Queue `program`; the future resolves to its `ExecutionResult`."""
@@ -87,7 +91,10 @@ class Sandbox:
 
     def _run(self, program: Program) -> ExecutionResult:
         uid = self._slots.get()  # a uid per concurrent run: process limits never interfere
+        started = time.perf_counter()
         try:
             return run_program(program, self.limits, self.isolation, uid)
         finally:
+            with self._busy_lock:
+                self.busy_seconds += time.perf_counter() - started
             self._slots.put(uid)

@@ -160,6 +160,7 @@ def load_composer_model(
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "fingerprint": _file_digest(path),
         "config_sha256": hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16],
-        "composer": {"run_name": ckpt["state"].get("run_name"), "epoch": stamp.get("epoch"), "batch": stamp.get("batch")},
+        "composer": {"run_name": ckpt["state"].get("run_name"),
+                     **{k: stamp.get(k) for k in ("epoch", "batch", "sample", "token")}},
     }
     return LoadedModel(model, tokenizer, source, dtype, device, info)

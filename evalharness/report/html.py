@@ -242,11 +242,12 @@ def _gauntlet_view(table: GauntletTable | None) -> dict[str, Any] | None:
 
 def render_leaderboard(comp: Comparison, runs: list[Run], *, samples_per_task: int = 3,
                        title: str = "evalharness leaderboard", gauntlet_table: GauntletTable | None = None,
-                       paired: dict[str, Any] | None = None) -> str:
-    """The whole page as one string (no external resources); with the gauntlet table and the paired comparison
-    of two runs (paired_tables.html_view) when given."""
+                       paired: dict[str, Any] | None = None, curves: dict[str, Any] | None = None) -> str:
+    """The whole page as one string (no external resources); with the gauntlet table, the paired comparison
+    of two runs (paired_tables.html_view) and the training curves (curve_charts.html_view) when given."""
     summary = board_averages(comp)
     return environment().get_template(TEMPLATE).render(
+        curves=curves,
         gauntlet=_gauntlet_view(gauntlet_table),
         paired=paired,
         title=title,

@@ -10,6 +10,8 @@ from ..errors import ConfigError
 from ..results import atomic_write_text
 from .averages import summary_rows
 from .chance import with_baselines
+from .curve_charts import html_view as curves_html_view
+from .curves import build_curves, curves_csv, curves_markdown, has_curves
 from .gauntlet import GauntletTable, build_gauntlet, gauntlet_models
 from .gauntlet import to_csv as gauntlet_csv
 from .gauntlet import to_markdown as gauntlet_markdown
@@ -58,7 +60,8 @@ def infer_format(fmt: str | None, output: str | Path | None) -> str:
 
 def render(runs: list[Run], *, compare: str | Sequence[str] | None = None, references: Sequence[str | Path] = (),
            metrics: str | Sequence[str] | dict[str, str] | None = None, fmt: str = "md", subsets: bool = False,
-           samples: int = 3, layout: str | None = None, paired: bool | None = None, title: str | None = None) -> str:
+           samples: int = 3, layout: str | None = None, paired: bool | None = None, title: str | None = None,
+           curves: bool | None = None) -> str:
     """The comparison of `runs` with the `compare` models' published scores, as md, csv or html.
 
     paired (html): the item-by-item comparison of two runs (`evalharness compare`'s table): True requires it (an
@@ -68,6 +71,10 @@ def render(runs: list[Run], *, compare: str | Sequence[str] | None = None, refer
     "gauntlet": models x gauntlet categories (the `compare` models, else every model with published composites).
 
     title: the page's title (md: a bold first line) instead of the layout's or the default.
+
+    curves: each task's metric against the training batch of runs that record one (curves.py): True requires
+    them (csv: the curves' CSV instead of the table), None shows them (html, md) when some training run was
+    evaluated at two or more batches, False never.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")
@@ -97,16 +104,26 @@ def render(runs: list[Run], *, compare: str | Sequence[str] | None = None, refer
     comp = with_baselines(build_comparison(runs, refs, models, overrides, table_layout), runs, table_layout)
     if title:
         comp = replace(comp, title=title)
+    show_curves = wants_curves(runs, curves)
     if fmt == "md":
         text = to_markdown(comp, runs, subsets=subsets, summary=summary_rows(comp)) + "\n"
+        if show_curves:
+            text += "\n" + curves_markdown(build_curves(runs, overrides))
         return text + "\n" + paired_markdown(_pair(runs, overrides)) if paired else text
     if fmt == "csv":
         if paired:
             raise ConfigError("--paired adds a section to md and html reports; for CSV use evalharness compare --csv")
-        return to_csv(comp)
+        return curves_csv(build_curves(runs, overrides)) if curves else to_csv(comp)
     return render_leaderboard(comp, runs, samples_per_task=samples, title=comp.title or "evalharness leaderboard",
                               gauntlet_table=_gauntlet_section(runs, refs, models),
-                              paired=_paired_section(runs, paired, overrides))
+                              paired=_paired_section(runs, paired, overrides),
+                              curves=curves_html_view(build_curves(runs, overrides)) if show_curves else None)
+
+
+def wants_curves(runs: list[Run], curves: bool | None) -> bool:
+    """--curves: always (an error without runs that record a step); --no-curves: never; else when a training run
+    was evaluated at two or more batches."""
+    return has_curves(runs) if curves is None else curves
 
 
 def _paired_section(runs: list[Run], paired: bool | None, metrics: dict[str, str]) -> dict[str, Any] | None:
@@ -142,12 +159,32 @@ def _gauntlet_section(runs: list[Run], refs: list, models: list[str]) -> Gauntle
 
 
 def report(paths: Sequence[str | Path], *, output: str | Path | None = None, **options: Any) -> str:
-    """Render the results.json files (or folders holding them); write to `output` when given."""
+    """Render the results.json files (or folders holding them); write to `output` when given (an HTML page with
+    training curves also writes their CSV beside it, `<name>.curves.csv`)."""
+    return report_files(paths, output=output, **options)[0]
+
+
+def report_files(paths: Sequence[str | Path], *, output: str | Path | None = None,
+                 **options: Any) -> tuple[str, list[Path]]:
+    """As `report`, also returning the files written."""
     options["fmt"] = infer_format(options.get("fmt"), output)
-    text = render(load_runs(list(paths)), **options)
-    if output is not None:
-        atomic_write_text(Path(output), text)
-    return text
+    runs = load_runs(list(paths))
+    text = render(runs, **options)
+    if output is None:
+        return text, []
+    atomic_write_text(Path(output), text)
+    written = [Path(output)]
+    if options["fmt"] == "html" and wants_curves(runs, options.get("curves")):
+        metrics = options.get("metrics")
+        curves = build_curves(runs, metrics if isinstance(metrics, dict) else parse_metrics(metrics))
+        written.append(curves_csv_path(output))
+        atomic_write_text(written[-1], curves_csv(curves))
+    return text, written
+
+
+def curves_csv_path(output: str | Path) -> Path:
+    """Where an HTML page's curves are written as CSV: beside it, `<name>.curves.csv`."""
+    return Path(output).with_suffix(".curves.csv")
 
 
 def write_run_report(results: dict[str, Any], output_dir: str | Path, *, compare: Sequence[str] = ()) -> Path:

@@ -94,6 +94,11 @@ def to_json(pair: RunPair, flips: int = 0) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
+def _cell_number(x: float, sign: str = "") -> str:
+    """A table number: three decimals, or from 1000 up whole with thousands separators (a perplexity)."""
+    return f"{x:{sign},.0f}" if abs(x) >= 1000 else f"{x:{sign}.3f}"
+
+
 def html_view(pair: RunPair | None, note: str = "", flips: int = 5) -> dict[str, Any] | None:
     """What the page's "A vs B" section needs: rows of formatted cells, flipped items, legend; or only a note saying
     why the two runs could not be paired. None: no section."""
@@ -102,9 +107,9 @@ def html_view(pair: RunPair | None, note: str = "", flips: int = 5) -> dict[str,
     rows = []
     for p in pair.tasks:
         s = p.stats
-        rows.append({"task": p.task, "metric": p.metric, "shots": p.num_fewshot, "n": s.n, "a": f"{s.a:.3f}",
-                     "b": f"{s.b:.3f}", "difference": f"{s.difference:+.3f}",
-                     "stderr": f"{s.stderr:.3f}" if s.stderr is not None else "—",
+        rows.append({"task": p.task, "metric": p.metric, "shots": p.num_fewshot, "n": s.n, "a": _cell_number(s.a),
+                     "b": _cell_number(s.b), "difference": _cell_number(s.difference, "+"),
+                     "stderr": _cell_number(s.stderr) if s.stderr is not None else "—",
                      "p": format_p(s.p_value), "test": s.test, "better": s.better, "worse": s.worse,
                      "verdict": p.verdict})
     listed = [{"task": p.task, "count": len(p.flips), "entries": [asdict(f) for f in p.flips[:flips]]}

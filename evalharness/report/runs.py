@@ -101,15 +101,27 @@ def read_results(path: Path | str) -> dict[str, Any]:
     return data
 
 
+def expand_paths(paths: list[Path | str]) -> list[Path]:
+    """The paths, with a folder that holds no results.json but run folders (the Composer callback's `output_dir`)
+    replaced by those run folders, in name order."""
+    out = []
+    for p in map(Path, paths):
+        inner = sorted(f.parent for f in p.glob("*/results.json")) if p.is_dir() and not (p / "results.json").exists() else []
+        out += inner or [p]
+    return out
+
+
 def load_runs(paths: list[Path | str]) -> list[Run]:
-    """Runs labelled by model name; equal names get their shots, dtype or a number added."""
-    return label_runs([(read_results(p), Path(p) if Path(p).is_dir() else Path(p).parent) for p in paths])
+    """Runs labelled by model name; equal names get their shots, dtype or a number added. A folder of run
+    folders stands for all of them."""
+    return label_runs([(read_results(p), p if p.is_dir() else p.parent) for p in expand_paths(paths)])
 
 
 def label_runs(items: list[tuple[dict[str, Any], Path | None]]) -> list[Run]:
-    """Label = model name; runs sharing one get the shots, then the dtype, that tell them apart, else #2, #3."""
+    """Label = model name; runs sharing one get the training batch, then the shots, the prompt format and the dtype
+    that tell them apart, else #2, #3."""
     runs = [Run(Run("", d).model_name(), d, folder) for d, folder in items]
-    for extra in (_shots_label, _format_label, _dtype_label):
+    for extra in (_step_label, _shots_label, _format_label, _dtype_label):
         groups: dict[str, list[int]] = {}
         for i, r in enumerate(runs):
             groups.setdefault(r.label, []).append(i)
@@ -123,6 +135,12 @@ def label_runs(items: list[tuple[dict[str, Any], Path | None]]) -> list[Run]:
         seen[r.label] = seen.get(r.label, 0) + 1
         out.append(r if seen[r.label] == 1 else Run(f"{r.label} #{seen[r.label]}", r.data, r.folder))
     return out
+
+
+def _step_label(run: Run) -> str:
+    """`ba<batch>` for a run of weights from a training step (results.json's model.composer), else ""."""
+    batch = run.data.get("model", {}).get("composer", {}).get("batch")
+    return f"ba{batch}" if isinstance(batch, int) and not isinstance(batch, bool) else ""
 
 
 def _shots_label(run: Run) -> str:

@@ -17,35 +17,23 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from composer import Trainer
 from composer.core import Callback, State
 from composer.loggers import InMemoryLogger, Logger
 from composer.models import HuggingFaceModel
 from composer.utils import dist
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 import evalharness
 from evalharness.backends.hf_cpu import cpu_allocator
-from evalharness.integrations.composer import ICLEvaluator, metrics_to_log
-from evalharness.resources import resource_dir
+from evalharness.integrations.composer import ICLEvaluator, metrics_to_log, unwrap_model
 from evalharness.results import EvalResults, TaskResult
 from evalharness.tasks import TaskRegistry
+from support.composer_training import RandomTokens, tiny_mpt
 
 TASKS = "piqa,lambada_openai,jeopardy_sampled"
 EVAL = {"limit": 4, "batch_size": 4}
 BATCHES = 7  # one epoch of 14 sequences; the callback runs at batches 2, 4, 6 and at the end of training (7)
-
-
-class RandomTokens(Dataset):
-    def __init__(self, n: int = 2 * BATCHES, seq_len: int = 32, vocab: int = 50277) -> None:
-        self.tokens = torch.randint(0, vocab, (n, seq_len), generator=torch.Generator().manual_seed(0))
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"input_ids": self.tokens[i], "labels": self.tokens[i]}
 
 
 class Snapshots(Callback):
@@ -66,30 +54,9 @@ class DrawsRandomNumbers(Callback):
             torch.rand(1)
 
 
-def tiny_mpt():
-    from transformers import MptConfig, MptForCausalLM
-
-    torch.manual_seed(0)
-    config = MptConfig(d_model=64, n_heads=4, n_layers=2, expansion_ratio=2, max_seq_len=256, vocab_size=50277,
-                       attn_config={"alibi": True})
-    model = MptForCausalLM(config)
-    for module in model.modules():  # dropout on (the config field takes only ints in transformers 5.23)
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.1
-    return model
-
-
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory) -> TaskRegistry:
-    """piqa, lambada_openai and jeopardy_sampled: Jeopardy answers sampled at temperature 0.8 (seeded per request)."""
-    folder = tmp_path_factory.mktemp("tasks")
-    for name in ("piqa", "lambada_openai"):
-        (folder / f"{name}.yaml").write_text((resource_dir("tasks") / f"{name}.yaml").read_text())
-    spec = yaml.safe_load((resource_dir("tasks") / "jeopardy_em.yaml").read_text())
-    spec.update(name="jeopardy_sampled", num_fewshot=0)
-    spec["generation"].update(temperature=0.8, max_new_tokens=4, stop=[])  # no stop strings: quicker
-    (folder / "jeopardy_sampled.yaml").write_text(yaml.safe_dump(spec))
-    return TaskRegistry(folder)
+def registry(icl_tasks_dir) -> TaskRegistry:
+    return TaskRegistry(icl_tasks_dir)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +68,7 @@ def tokenizer(neox_tokenizer_dir):
 
 def train(tokenizer, callbacks: list[Callback], save_folder: Path | None = None) -> tuple[InMemoryLogger, HuggingFaceModel]:
     model = HuggingFaceModel(tiny_mpt(), tokenizer=tokenizer, use_logits=True)
-    data = RandomTokens()
+    data = RandomTokens(2 * BATCHES)
     logger = InMemoryLogger()
     trainer = Trainer(
         model=model, train_dataloader=DataLoader(data, batch_size=2, sampler=dist.get_sampler(data, shuffle=False)),
@@ -124,7 +91,8 @@ def losses(logger: InMemoryLogger) -> list[float]:
 
 @pytest.fixture(scope="module")
 def with_callback(tokenizer, registry, data_dir, tmp_path_factory):
-    icl = ICLEvaluator(TASKS, "2ba", data_dir=data_dir, registry=registry, **EVAL)
+    icl = ICLEvaluator(TASKS, "2ba", data_dir=data_dir, registry=registry, output_dir=tmp_path_factory.mktemp("evals"),
+                       **EVAL)
     snapshots = Snapshots()
     folder = tmp_path_factory.mktemp("checkpoints")
     logger, model = train(tokenizer, [icl, snapshots], save_folder=folder)
@@ -161,6 +129,20 @@ def test_logged_values_equal_evaluate_on_the_same_weights(with_callback, tokeniz
     assert out.results == icl.latest.results and out.to_dict()["groups"] == icl.latest.to_dict()["groups"]
 
 
+def test_each_evaluation_is_a_run_folder_recording_the_training_position(with_callback):
+    icl, _, logger, _, _ = with_callback
+    assert [p.name for p in icl.written] == ["ep0-ba2", "ep0-ba4", "ep0-ba6", "ep0-ba7"]
+    for folder, batch in zip(icl.written, (2, 4, 6, 7)):
+        out = json.loads((folder / "results.json").read_text())
+        # 2 sequences of 32 tokens per batch
+        assert out["model"]["composer"] == {"run_name": out["model"]["name"], "epoch": 0, "batch": batch,
+                                            "sample": 2 * batch, "token": 64 * batch}
+        assert out["model"]["kind"] == "composer-callback" and out["model"]["model_type"] == "mpt"
+        assert sorted(p.name for p in folder.glob("samples_*.jsonl")) == [f"samples_{t}.jsonl" for t in sorted(TASKS.split(","))]
+        expected = metrics_to_log(EvalResults({t: TaskResult(t, m) for t, m in out["results"].items()}, out["config"]))
+        assert {k: dict(logged(logger, k))[batch] for k in expected} == expected
+
+
 def test_training_is_bit_for_bit_unaffected(with_callback, without_callback, tokenizer, registry, data_dir):
     _, _, logger, model, _ = with_callback
     plain_logger, plain_model = without_callback
@@ -189,7 +171,9 @@ def test_cli_evaluates_a_trainer_checkpoint_without_composer(with_callback, data
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert out["model"]["kind"] == "composer" and out["model"]["composer"]["batch"] == 4
+    assert out["model"]["kind"] == "composer"
+    assert {k: out["model"]["composer"][k] for k in ("epoch", "batch", "sample", "token")} == {
+        "epoch": 0, "batch": 4, "sample": 8, "token": 256}
     expected = metrics_to_log(EvalResults({t: TaskResult(t, m) for t, m in out["results"].items()}, out["config"]))
     assert len(expected) >= 8
     assert {k: dict(logged(logger, k))[4] for k in expected} == expected
@@ -203,8 +187,22 @@ def test_mistakes_fail_before_training(tmp_path, data_dir):
     with pytest.raises(DataFileNotFound, match="llm-foundry/piqa.jsonl"):
         ICLEvaluator("piqa", "2ba", data_dir=tmp_path)
     model = HuggingFaceModel(tiny_mpt(), use_logits=True)  # no tokenizer anywhere
-    data = RandomTokens()
+    data = RandomTokens(2 * BATCHES)
     with pytest.raises(ValueError, match="ICLEvaluator needs a tokenizer"):
         Trainer(model=model, train_dataloader=DataLoader(data, batch_size=2), max_duration="1ba", device="cpu",
                 optimizers=torch.optim.SGD(model.parameters(), lr=0.1),
                 callbacks=[ICLEvaluator("piqa", "2ba", data_dir=data_dir)], progress_bar=False, log_to_console=False)
+
+
+def test_fsdp1_wrappers_are_refused():
+    """FSDP1 needs an accelerator in torch 2.7 (and Composer's FSDP1 asks for CUDA), so the wrapper is a bare
+    instance here: a model holding one is refused, naming FSDP2, before any evaluation."""
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    model = tiny_mpt()
+    wrapper = FullyShardedDataParallel.__new__(FullyShardedDataParallel)
+    torch.nn.Module.__init__(wrapper)
+    model.transformer.blocks[0] = wrapper
+    with pytest.raises(ValueError, match=r"FSDP2, not FSDP1.*FSDP2Config"):
+        unwrap_model(HuggingFaceModel(model, use_logits=True))
+    assert unwrap_model(HuggingFaceModel(tiny_mpt(), use_logits=True)).__class__.__name__ == "MptForCausalLM"

@@ -19,35 +19,12 @@ import pytest
 
 from evalharness.output_lock import LOCK_FILE
 from support.cli import cli, error_line, one_error_line
-
-TASKS = "lambada_openai,piqa"  # at 8 items: continuations of at most 3 and 53 tokens
-
-
-def _args(model: Path, out: Path, *extra: str) -> list[str]:
-    return ["run", "--model", str(model), "--tasks", TASKS, "--limit", "8", "--batch-size", "2", "--dtype", "float32",
-            "--threads", "1", "--output-dir", str(out), *extra]
-
-
-def _files(folder: Path) -> dict[str, str]:
-    return {p.name: p.read_text() for p in sorted(folder.glob("samples_*.jsonl"))}
-
-
-def _results(folder: Path) -> dict:
-    return json.loads((folder / "results.json").read_text())["results"]
+from support.fault_runs import results_of, run_args, samples_files
 
 
 def _warnings(stderr: str) -> list[str]:
     """evalharness's own lines (besides the accelerator's), also those printed while a progress bar is drawn."""
     return [ln for ln in re.split(r"[\r\n]", stderr) if ln.startswith("evalharness: ") and "accelerator" not in ln]
-
-
-@pytest.fixture(scope="module")
-def reference(tiny_mpt_dir, data_dir, tmp_path_factory) -> Path:
-    """An uninterrupted run."""
-    out = tmp_path_factory.mktemp("faults") / "uninterrupted"
-    proc = cli(*_args(tiny_mpt_dir, out), cwd=out.parent, data_dir=data_dir)
-    assert proc.returncode == 0, proc.stderr
-    return out
 
 
 def _interrupted_copy(reference: Path, target: Path) -> Path:
@@ -86,7 +63,7 @@ def test_damaged_cache_is_named_set_aside_and_resume_equals_an_uninterrupted_run
     out = _interrupted_copy(reference, tmp_path / "out")
     cache = out / "requests.sqlite"
     damage(cache)
-    proc = cli(*_args(tiny_mpt_dir, out, "--resume"), cwd=tmp_path, data_dir=data_dir)
+    proc = cli(*run_args(tiny_mpt_dir, out, "--resume"), cwd=tmp_path, data_dir=data_dir)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     [line] = _warnings(proc.stderr)
@@ -97,14 +74,14 @@ def test_damaged_cache_is_named_set_aside_and_resume_equals_an_uninterrupted_run
         [aside] = out.glob("requests.sqlite.damaged-*")
         assert line.startswith(f"evalharness: request cache {cache} is damaged (")
         assert line.endswith(f"set aside as {aside.name}, its answers are computed again")
-    assert _results(out) == _results(reference)
-    assert _files(out) == _files(reference)
+    assert results_of(out) == results_of(reference)
+    assert samples_files(out) == samples_files(reference)
 
 
 def test_two_runs_on_one_folder_the_second_names_the_first(reference, tiny_mpt_dir, data_dir, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "EVALHARNESS_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    first = subprocess.Popen([sys.executable, "-m", "evalharness", *_args(tiny_mpt_dir, out)], cwd=tmp_path, env=env,
+    first = subprocess.Popen([sys.executable, "-m", "evalharness", *run_args(tiny_mpt_dir, out)], cwd=tmp_path, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while not _held_by(out / LOCK_FILE, first.pid):
@@ -113,19 +90,19 @@ def test_two_runs_on_one_folder_the_second_names_the_first(reference, tiny_mpt_d
     first.send_signal(signal.SIGSTOP)  # the first run holds the folder for as long as the second needs to try
     try:
         for extra in ((), ("--resume",)):
-            line = error_line(cli(*_args(tiny_mpt_dir, out, *extra), cwd=tmp_path, data_dir=data_dir))
+            line = error_line(cli(*run_args(tiny_mpt_dir, out, *extra), cwd=tmp_path, data_dir=data_dir))
             assert line.startswith(f"evalharness: error: output directory {out} is in use by another run (pid "
                                    f"{first.pid} on host ")
     finally:
         first.send_signal(signal.SIGCONT)
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
-    assert _results(out) == _results(reference) and _files(out) == _files(reference)  # nothing of the second run
+    assert results_of(out) == results_of(reference) and samples_files(out) == samples_files(reference)  # nothing of the second run
     assert not (out / LOCK_FILE).exists()
-    again = cli(*_args(tiny_mpt_dir, out, "--resume"), cwd=tmp_path, data_dir=data_dir)  # free again
+    again = cli(*run_args(tiny_mpt_dir, out, "--resume"), cwd=tmp_path, data_dir=data_dir)  # free again
     assert again.returncode == 0, again.stderr
     assert "request cache: 24 reused, 0 computed" in again.stdout
-    assert _results(out) == _results(reference) and _files(out) == _files(reference)
+    assert results_of(out) == results_of(reference) and samples_files(out) == samples_files(reference)
 
 
 def _held_by(path: Path, pid: int) -> bool:
@@ -138,7 +115,7 @@ def _held_by(path: Path, pid: int) -> bool:
 def test_a_run_killed_in_a_folder_leaves_no_lock_behind(reference, tiny_mpt_dir, data_dir, tmp_path):
     out = _interrupted_copy(reference, tmp_path / "out")
     env = {**os.environ, "EVALHARNESS_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "evalharness", *_args(tiny_mpt_dir, out, "--resume")], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-m", "evalharness", *run_args(tiny_mpt_dir, out, "--resume")], cwd=tmp_path,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while not _held_by(out / LOCK_FILE, proc.pid):
@@ -147,9 +124,9 @@ def test_a_run_killed_in_a_folder_leaves_no_lock_behind(reference, tiny_mpt_dir,
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert (out / LOCK_FILE).exists()  # left behind by the killed run, locked by nobody
-    resumed = cli(*_args(tiny_mpt_dir, out, "--resume"), cwd=tmp_path, data_dir=data_dir)
+    resumed = cli(*run_args(tiny_mpt_dir, out, "--resume"), cwd=tmp_path, data_dir=data_dir)
     assert resumed.returncode == 0, resumed.stderr
-    assert _results(out) == _results(reference) and _files(out) == _files(reference)
+    assert results_of(out) == results_of(reference) and samples_files(out) == samples_files(reference)
 
 
 def test_a_run_failing_part_way_never_overwrites_a_finished_run(reference, tiny_mpt_dir, data_dir, tmp_path):
@@ -158,16 +135,16 @@ def test_a_run_failing_part_way_never_overwrites_a_finished_run(reference, tiny_
     out = tmp_path / "out"
     shutil.copytree(reference, out)
     finished = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "requests.sqlite"}
-    proc = cli(*_args(tiny_mpt_dir, out, "--resume", "--max-seq-len", "30"), cwd=tmp_path, data_dir=data_dir)
+    proc = cli(*run_args(tiny_mpt_dir, out, "--resume", "--max-seq-len", "30"), cwd=tmp_path, data_dir=data_dir)
     line = error_line(proc)
     assert "--max-seq-len 30 is too short for task 'piqa': item 6 needs 53 tokens" in line
     [earlier] = out.glob("earlier-*")
     assert {p.name: p.read_bytes() for p in earlier.iterdir()} == finished
     assert any("the finished run's files are kept in earlier-" in ln for ln in _warnings(proc.stderr))
     assert not (out / "results.json").exists()
-    resumed = cli(*_args(tiny_mpt_dir, out, "--resume"), cwd=tmp_path, data_dir=data_dir)
+    resumed = cli(*run_args(tiny_mpt_dir, out, "--resume"), cwd=tmp_path, data_dir=data_dir)
     assert resumed.returncode == 0, resumed.stderr
-    assert _results(out) == _results(reference) and _files(out) == _files(reference)
+    assert results_of(out) == results_of(reference) and samples_files(out) == samples_files(reference)
 
 
 def test_a_two_process_run_is_locked_by_rank_0(reference, tiny_mpt_dir, data_dir, tmp_path):
@@ -176,7 +153,7 @@ def test_a_two_process_run_is_locked_by_rank_0(reference, tiny_mpt_dir, data_dir
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env.update(EVALHARNESS_DATA_DIR=str(data_dir), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    launcher = subprocess.Popen([sys.executable, "-m", "evalharness", *_args(tiny_mpt_dir, out, "--nproc", "2", "--no-fsdp")],
+    launcher = subprocess.Popen([sys.executable, "-m", "evalharness", *run_args(tiny_mpt_dir, out, "--nproc", "2", "--no-fsdp")],
                                 cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     holder = None
@@ -187,15 +164,15 @@ def test_a_two_process_run_is_locked_by_rank_0(reference, tiny_mpt_dir, data_dir
     assert holder != launcher.pid
     os.kill(holder, signal.SIGSTOP)  # rank 0 holds the folder (rank 1 waits for it in a collective)
     try:
-        line = error_line(cli(*_args(tiny_mpt_dir, out, "--resume"), cwd=tmp_path, data_dir=data_dir))
+        line = error_line(cli(*run_args(tiny_mpt_dir, out, "--resume"), cwd=tmp_path, data_dir=data_dir))
         assert f"is in use by another run (pid {holder} on host " in line
-        line = one_error_line(cli(*_args(tiny_mpt_dir, out, "--resume", "--nproc", "2"), cwd=tmp_path, data_dir=data_dir))
+        line = one_error_line(cli(*run_args(tiny_mpt_dir, out, "--resume", "--nproc", "2"), cwd=tmp_path, data_dir=data_dir))
         assert f"is in use by another run (pid {holder} on host " in line  # said by the launcher: no worker starts
     finally:
         os.kill(holder, signal.SIGCONT)
     _, err = launcher.communicate(timeout=600)
     assert launcher.returncode == 0, err[-3000:]
-    results, expected = _results(out), _results(reference)
+    results, expected = results_of(out), results_of(reference)
     assert results.keys() == expected.keys()
     for task, metrics in results.items():
         assert metrics == pytest.approx(expected[task], rel=1e-5, abs=1e-5)  # as one process (test_distributed.py)

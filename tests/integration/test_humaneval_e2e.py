@@ -26,6 +26,9 @@ def test_code_suite_end_to_end_on_embedded_model(tmp_path):
     assert he["num_items"] == 5 and he["generation"]["max_new_tokens"] == 512
     assert he["execution"]["isolation"]["network_namespace"] is True
     assert sum(he["execution"]["statuses"].values()) == 5
+    timing = he["timing"]  # generation, then the wait for the last programs; programs' own time summed
+    assert timing["generation_seconds"] > 0 and timing["execution_wait_seconds"] >= 0
+    assert 0 < timing["program_seconds_total"] and timing["generation_seconds"] <= he["seconds"]
     samples = [json.loads(line) for line in (out / "samples_humaneval.jsonl").open()]
     assert [s["doc_id"] for s in samples] == [0, 1, 2, 3, 4]
     for s in samples:

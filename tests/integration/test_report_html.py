@@ -240,3 +240,51 @@ def test_visual_fixes_in_headless_chromium(visual_page, tmp_path):
             assert problems == [] and requests == [url]
         finally:
             browser.close()
+
+
+def test_training_curves_in_headless_chromium(tmp_path):
+    """Three evaluations of one training run: one curve per task through its points in step order, the band,
+    the chance line inside the plot, the curves CSV, nothing fetched, and a narrow window."""
+    import csv
+    from urllib.parse import unquote
+
+    from playwright.sync_api import sync_playwright
+
+    folders = []
+    for batch, piqa, lambada in ((100, 0.52, 0.0), (200, 0.61, 0.03), (300, 0.58, 0.05)):
+        data = make_results("tiny", {"piqa": {"acc_token": piqa, "acc_token_stderr": 0.05},
+                                     "lambada_openai": {"acc": lambada, "acc_stderr": 0.02 if lambada else 0.0}})
+        data["model"]["composer"] = {"run_name": "tiny-run", "epoch": 0, "batch": batch}
+        folders.append(write_run(tmp_path / f"ep0-ba{batch}", data))
+    out = tmp_path / "curves.html"
+    report(folders, output=out, title="Curves")
+    url = out.resolve().as_uri()
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page, requests, problems = _watched_page(browser)
+            page.goto(url, wait_until="load")
+            charts = page.locator("#curves .chart")
+            assert charts.count() == 2 and charts.locator("h3").all_inner_texts() == ["piqa", "lambada_openai"]
+            piqa = charts.nth(0)
+            dots = [d.bounding_box() for d in piqa.locator("circle.dot").all()]
+            assert len(dots) == 3 and dots[0]["x"] < dots[1]["x"] < dots[2]["x"]  # batches 100, 200, 300
+            assert dots[1]["y"] < dots[2]["y"] < dots[0]["y"]  # 0.61 highest, then 0.58, then 0.52
+            assert piqa.locator("polygon.band").count() == 1 and piqa.locator("path.curve").count() == 1
+            chance = piqa.locator("line.chance").bounding_box()
+            grid = [g.bounding_box()["y"] for g in piqa.locator("line.grid").all()]
+            assert min(grid) <= chance["y"] <= max(grid) and dots[0]["y"] < chance["y"]  # 0.5 under every point
+            assert piqa.locator("ul.last").inner_text() == "tiny-run: 0.580 ± 0.050 at batch 300"
+            link = page.get_by_role("link", name=re.compile("Download the curves"))
+            rows = list(csv.reader(unquote(link.get_attribute("href").split(",", 1)[1]).splitlines()))
+            assert rows[0] == ["series", "step", "epoch", "tokens", "task", "metric", "value", "stderr", "n"]
+            assert [r[1] for r in rows[1:]] == ["100", "200", "300"] * 2 and len(rows) == 7
+            assert page.locator("#board tbody td.model .name").all_inner_texts() == [
+                "tiny (ba200)", "tiny (ba300)", "tiny (ba100)"]  # ranked by the composite
+            page.screenshot(path=str(tmp_path / "curves.png"), full_page=True)
+            page.set_viewport_size({"width": 380, "height": 800})
+            assert page.evaluate("document.documentElement.scrollWidth") <= 380
+            assert charts.nth(0).locator("svg").bounding_box()["width"] <= 380
+            assert problems == [] and requests == [url]
+        finally:
+            browser.close()

@@ -505,3 +505,11 @@ def test_without_any_isolation_programs_still_run() -> None:
         assert box.uids == []
         passed, failed = box.run([program("def f():\n    return 1\n"), program("def f():\n    return 0\n")])
     assert passed.passed and failed.status is Status.FAILED
+
+
+def test_busy_seconds_sums_the_programs_wall_time(sandbox: Sandbox) -> None:
+    before = sandbox.busy_seconds
+    sleeper = program("import time\n\ndef f():\n    time.sleep(0.3)\n    return 1\n")
+    results = sandbox.run([sleeper, sleeper])  # two workers: they overlap, yet each one's time counts
+    assert [r.status for r in results] == [Status.PASSED, Status.PASSED]
+    assert sandbox.busy_seconds - before >= 0.6

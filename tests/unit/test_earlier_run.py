@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 from evalharness.results import EvalResults, TaskResult, write_samples
 
@@ -76,3 +77,27 @@ def test_this_runs_own_samples_stay_when_the_finished_run_is_moved_aside(tmp_pat
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["results.json", "samples_mmlu.jsonl",
                                                                    "samples_piqa.jsonl"]
     assert set(json.loads((out / "results.json").read_text())["results"]) == {"piqa", "mmlu"}
+
+
+def test_a_copy_aside_that_fails_leaves_no_half_file(tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    import pytest
+
+    from evalharness.earlier_run import copy_whole
+    from evalharness.write_failure import WriteError
+
+    source = tmp_path / "samples_piqa.jsonl"
+    source.write_text("line\n" * 100)
+
+    def half_then_full(src, dst):
+        Path(dst).write_text("li")
+        raise OSError(errno.ENOSPC, "No space left on device", str(src))
+
+    monkeypatch.setattr(shutil, "copy2", half_then_full)
+    (tmp_path / "earlier").mkdir()
+    with pytest.raises(WriteError) as info:
+        copy_whole(source, tmp_path / "earlier" / source.name)
+    assert info.value.filename == str(tmp_path / "earlier" / source.name)
+    assert list((tmp_path / "earlier").iterdir()) == []

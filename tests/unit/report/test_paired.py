@@ -74,3 +74,11 @@ def test_lower_is_better_items_and_bad_input():
         paired_difference([1.0], [1.0, 0.0])
     with pytest.raises(ValueError, match="unknown aggregation"):
         paired_difference([1.0], [1.0], aggregation="median")
+
+
+def test_page_numbers_from_1000_up_are_whole_with_separators():
+    from evalharness.report.paired_tables import _cell_number
+
+    assert [_cell_number(0.4826), _cell_number(-0.002, "+"), _cell_number(0.0, "+")] == ["0.483", "-0.002", "+0.000"]
+    assert [_cell_number(2463430.067), _cell_number(-1919982.608, "+"), _cell_number(999.9996)] == [
+        "2,463,430", "-1,919,983", "1000.000"]
