@@ -116,6 +116,7 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
     requests; rank 0 scores, writes and returns the results, the other ranks return None. `owns_process`: the
     caller is evalharness's own command line, so backends may change process-wide settings.
     """
+    from .agreement import check_same_everywhere, model_description, run_description
     from .backends.cache import CachedBackend, RequestCache
     from .backends.distributed import DistributedBackend
     from .backends.registry import BackendSetup, create_backend
@@ -140,6 +141,12 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
         check_writable(output_dir)
         lock = OutputLock(output_dir)
     try:
+        if ctx.world_size > 1:  # every rank must hold what rank 0 holds: before the model loads, then after
+            check_same_everywhere(ctx, run_description(config, tasks), "code, arguments and data")
+        if ctx.is_main and ctx.world_size > ctx.local_world_size:  # several machines: say which one writes
+            import socket
+
+            log.info(f"several machines: rank 0 runs on {socket.gethostname()} and writes {output_dir}")
         if lock is not None and output_dir is not None and output_dir.is_dir():
             lock.acquire()  # an existing folder: before the model loads (a new one is locked once it is made)
         if config.threads:
@@ -151,6 +158,8 @@ def run(config: RunConfig, *, show_progress: bool = True, registry: TaskRegistry
                              fsdp=config.fsdp, owns_process=owns_process)
         backend: Backend = create_backend(config.backend, setup,
                                           with_bos_option(config.backend, config.backend_options, config.add_bos_token))
+        if ctx.world_size > 1:
+            check_same_everywhere(ctx, model_description(backend.identity()), "the model")
         check_capabilities(backend, tasks)
         fmt = prompt_format(backend, config.chat_template, config.system_instruction, config.fewshot_as_multiturn)
         if ctx.world_size > 1:

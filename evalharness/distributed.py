@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Iterator
@@ -87,12 +88,20 @@ class RankFailure(EvalHarnessError):
     """Another rank stopped, did not answer within the collective timeout, or holds different requests."""
 
 
+STOP_GRACE_SECONDS = 2.0  # a rank whose collective fails waits this long for a stop signal of its own
+
+
 @contextlib.contextmanager
 def collective(ctx: DistContext, what: str) -> Iterator[None]:
-    """Turn a failed collective into one clear line: the cause is the other rank's error, shown above."""
+    """Turn a failed collective into one clear line: the cause is the other rank's error, shown above.
+
+    When the whole run is being stopped (Ctrl-C, SIGTERM to every machine, Slurm's scancel), another rank may stop
+    a moment before this one's own signal arrives: the short wait lets that signal end this rank as interrupted
+    rather than as failed."""
     try:
         yield
     except RuntimeError as exc:
+        time.sleep(STOP_GRACE_SECONDS)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RankFailure(f"{what}: another rank stopped, or did not answer within {ctx.timeout_seconds:g} s "
                           f"(--dist-timeout); look for its error above [{first}]") from exc

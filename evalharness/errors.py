@@ -8,6 +8,8 @@ from pathlib import Path
 class EvalHarnessError(Exception):
     """Base class: a problem with the user's input or environment, shown without a traceback."""
 
+    every_rank_knows = False  # every rank of a multi-process run raises the same error: one line per machine
+
 
 class ConfigError(EvalHarnessError):
     """A bad command-line argument, task spec, suite, preset or setting."""

@@ -24,8 +24,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM ends the run like Ctrl-C: finished work stays on disk
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: the run ends, finished work stays on disk; the exit code is 128 + the signal's number."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_stopping: list[int] = []  # the signal that is ending this run, once one has arrived
+
+
+def _stop(signum: int, frame: object) -> None:
+    """The first Ctrl-C or SIGTERM ends the run; repeats (torchrun passing on what the terminal or Slurm also sent)
+    are ignored, so the run's clean-up is never cut short by a second traceback."""
+    if _stopping:
+        return
+    _stopping.append(signum)
+    raise Interrupted(signum)
 
 
 class _LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -55,20 +71,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     args.argv = argv
-    signal.signal(signal.SIGTERM, _terminate)
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     _log_to_stderr()
     try:
         return VERBS[args.command].main(args)
     except EvalHarnessError as exc:
         if args.debug:
             raise
-        rank = f" (rank {os.environ['RANK']})" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
-        print(f"evalharness: error{rank}: {exc}", file=sys.stderr)
+        if not exc.every_rank_knows or os.environ.get("LOCAL_RANK", "0") == "0":
+            rank = f" (rank {os.environ['RANK']})" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+            print(f"evalharness: error{rank}: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("evalharness: interrupted; finished tasks' samples and the request cache are kept (--resume continues)",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        if os.environ.get("LOCAL_RANK", "0") == "0":  # one line per machine, not one per process
+            print("evalharness: interrupted; finished tasks' samples and the request cache are kept (--resume continues)",
+                  file=sys.stderr)
+        return 128 + getattr(exc, "signum", signal.SIGINT)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stopping.clear()
 
 
 __all__ = ["main"]

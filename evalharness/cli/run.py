@@ -58,6 +58,10 @@ def add_parser(sub: Any) -> None:
     d = r.add_argument_group("several processes (torchrun)")
     d.add_argument("--nproc", type=int, default=1,
                    help="run in N processes on this machine (starts torchrun; one GPU each, or gloo on CPU)")
+    d.add_argument("--nnodes", type=int, default=1, metavar="M",
+                   help="run on M machines, each starting this command with its --node-rank (see docs/distributed.md)")
+    d.add_argument("--node-rank", type=int, metavar="R", help="this machine's number, 0 to M-1 (0 writes the output folder)")
+    d.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="node 0's address and a free port, reachable from every node")
     d.add_argument("--fsdp", action=argparse.BooleanOptionalAction, default=None,
                    help="shard the model across the processes with FSDP (default: only when it does not fit one device; "
                         "--no-fsdp: a full copy per process)")
@@ -104,10 +108,12 @@ def _run(args: argparse.Namespace) -> int:
             print(f"suite {suite.name}: no data here for {', '.join(suite.absent)} (not run)", file=sys.stderr)
     if args.nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
+    nodes = _nodes(args)
     output_dir = args.output_dir
     if args.resume and args.no_cache:
         raise ConfigError("--resume needs the request cache; drop --no-cache")
-    if args.resume and output_dir is None:
+    writer = is_main_process() and (nodes is None or nodes.rank == 0)  # rank 0, or the machine that will hold it
+    if args.resume and output_dir is None and writer:  # only rank 0 uses the output folder
         found = latest_output_dir(args.model)
         if found is None:
             raise ConfigError(f"--resume: no earlier run of {args.model!r} with a request cache under results/; pass --output-dir")
@@ -127,18 +133,18 @@ def _run(args: argparse.Namespace) -> int:
         from ..report.make import check_compare
 
         check_compare(config.compare)  # an unknown name fails before any process starts or model loads
-    if args.nproc > 1 and not under_torchrun():
+    if (args.nproc > 1 or nodes is not None) and not under_torchrun():
         if args.device is not None:
             from ..device import check_device
 
             check_device(args.device)  # once, here, rather than in every process
-        if output_dir is not None and os.path.isdir(output_dir):
+        if output_dir is not None and os.path.isdir(output_dir) and writer:
             from pathlib import Path
 
             from ..output_lock import OutputLock
 
             OutputLock(Path(output_dir)).acquire().release()  # a busy folder: one line, before any process starts
-        return launch(args.nproc, args.argv)
+        return launch(args.nproc, args.argv, nodes)
     if args.fsdp and not under_torchrun():
         print("evalharness: --fsdp has no effect in one process (add --nproc N, or start with torchrun)", file=sys.stderr)
     out = run(config, registry=registry, owns_process=True)
@@ -154,3 +160,25 @@ def _run(args: argparse.Namespace) -> int:
     print("\n" + run_markdown(out.to_dict(), out.output_dir, compare=config.compare), end="")
     print(f"\nwrote {out.output_dir}/{RESULTS_FILE}, samples_<task>.jsonl and report.html")
     return 0
+
+
+def _nodes(args: argparse.Namespace) -> Any:
+    """This machine's place among several (`launch.Nodes`), None for a one-machine run; checked before anything."""
+    from ..errors import ConfigError
+    from ..launch import Nodes
+
+    if args.nnodes < 1:
+        raise ConfigError(f"--nnodes must be >= 1, got {args.nnodes}")
+    if args.nnodes == 1:
+        if args.node_rank not in (None, 0) or args.rdzv_endpoint is not None:
+            raise ConfigError("--node-rank and --rdzv-endpoint are for several machines: add --nnodes M")
+        return None
+    if args.node_rank is None or args.rdzv_endpoint is None:
+        raise ConfigError(f"--nnodes {args.nnodes} needs --node-rank (this machine's number) and --rdzv-endpoint "
+                          "(node 0's HOST:PORT)")
+    if not 0 <= args.node_rank < args.nnodes:
+        raise ConfigError(f"--node-rank must be 0 to {args.nnodes - 1}, got {args.node_rank}")
+    host, _, port = args.rdzv_endpoint.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--rdzv-endpoint {args.rdzv_endpoint!r}: expected HOST:PORT (node 0's address and a free port)")
+    return Nodes(args.nnodes, args.node_rank, args.rdzv_endpoint)

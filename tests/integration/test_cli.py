@@ -273,6 +273,10 @@ def test_max_seq_len_not_positive(tmp_path, data_dir, value):
     (["--device", "cuda"], "--device cuda: "),
     (["--device", "cuda:1", "--nproc", "2"], "--device cuda:1: "),
     (["--device", "bogus"], "--device bogus: not a device name torch knows"),
+    (["--nnodes", "2", "--node-rank", "0"], "--nnodes 2 needs --node-rank (this machine's number) and --rdzv-endpoint"),
+    (["--nnodes", "2", "--node-rank", "2", "--rdzv-endpoint", "h:1"], "--node-rank must be 0 to 1, got 2"),
+    (["--nnodes", "2", "--node-rank", "1", "--rdzv-endpoint", "h"], "--rdzv-endpoint 'h': expected HOST:PORT"),
+    (["--node-rank", "1"], "--node-rank and --rdzv-endpoint are for several machines: add --nnodes M"),
 ])
 def test_bad_numbers_and_devices_are_one_line(tmp_path, data_dir, args, expected):
     """Checked before any model loads (the model does not exist) or any process starts."""

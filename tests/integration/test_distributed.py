@@ -22,12 +22,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 from evalharness.api import run
 from evalharness.backends.hf.backend import HFBackend
 from evalharness.config import RunConfig
-from evalharness.launch import without_nproc
+from evalharness.launch import without_launch_options
 from evalharness.models.checkpoint import CheckpointReader
 from evalharness.models.fsdp import available_memory, build_on_meta, fits_one_device, transformer_blocks
 from evalharness.requests import GenerateRequest, LoglikelihoodRequest
 from evalharness.resources import resource_dir
 from evalharness.tasks import TaskRegistry
+from support.same_answers import assert_same_answers, samples
 
 TASKS = ("lambada_openai", "piqa", "hellaswag", "mmlu", "jeopardy", "jeopardy_em")
 MMLU_SUBJECTS = ["abstract_algebra", "college_biology"]
@@ -46,27 +47,6 @@ def _cli(args: list[str], data_dir: Path, timeout: float = 300, torchrun: bool =
                           capture_output=True, text=True, timeout=timeout)
 
 
-def _samples(folder: Path, task: str) -> list[dict]:
-    return [json.loads(line) for line in (folder / f"samples_{task}.jsonl").read_text().splitlines()]
-
-
-def assert_same_answers(one: Path, two: Path, tasks: tuple[str, ...] = TASKS) -> None:
-    """Every item present once, in order, with the same prediction and metrics; log-probs (and a log-prob metric)
-    within 1e-4: a sharded model may run a layer through other kernels than one process does (last_layer.py)."""
-    for task in tasks:
-        a, b = _samples(one, task), _samples(two, task)
-        assert [s["doc_id"] for s in b] == [s["doc_id"] for s in a], task
-        assert len({(s["subset"], s["doc_id"]) for s in b}) == len(b), f"{task}: duplicated items"
-        for x, y in zip(a, b):
-            for key in ("requests", "prediction", "predictions", "completions", "is_greedy", "num_tokens"):
-                assert y.get(key) == x.get(key), (task, x["doc_id"], key)
-            assert y.get("metrics") == pytest.approx(x.get("metrics"), abs=1e-4), (task, x["doc_id"])
-            assert y.get("logprobs", []) == pytest.approx(x.get("logprobs", []), abs=1e-4), (task, x["doc_id"])
-    ra, rb = (json.loads((d / "results.json").read_text())["results"] for d in (one, two))
-    for task in tasks:
-        assert rb[task] == pytest.approx(ra[task], rel=1e-5, abs=1e-5), task
-
-
 def _run_one_process(model: str, out: Path, data_dir: Path, registry: TaskRegistry | None = None, limit: int = 3) -> Path:
     run(RunConfig(model=model, tasks=TASKS, limit=limit, batch_size=2, dtype="float32", threads=1,
                   data_dir=str(data_dir), output_dir=str(out)), show_progress=False, registry=registry)
@@ -74,8 +54,9 @@ def _run_one_process(model: str, out: Path, data_dir: Path, registry: TaskRegist
 
 
 # ---- pieces, in one process ----------------------------------------------------------------------
-def test_without_nproc_keeps_the_other_arguments():
-    assert without_nproc(["run", "--nproc", "2", "--tasks", "piqa", "--nproc=4", "--fsdp"]) == ["run", "--tasks", "piqa", "--fsdp"]
+def test_without_launch_options_keeps_the_other_arguments():
+    assert without_launch_options(["run", "--nproc", "2", "--tasks", "piqa", "--nproc=4", "--fsdp", "--nnodes", "2",
+                                   "--node-rank=1", "--rdzv-endpoint", "h:1"]) == ["run", "--tasks", "piqa", "--fsdp"]
 
 
 def test_transformer_blocks_known_classes_and_generic_fallback(tiny_mpt_dir):
@@ -149,7 +130,7 @@ def test_fsdp_two_processes_tiny_mpt(mpt_one, tiny_mpt_dir, data_dir, tmp_path):
                  "--dtype", "float32", "--threads", "1", "--output-dir", str(out), "--nproc", "2", "--fsdp"], data_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("wrote ") == 1  # rank 0 alone prints
-    assert_same_answers(mpt_one, out)
+    assert_same_answers(mpt_one, out, TASKS)
     one = json.loads((mpt_one / "results.json").read_text())["distributed"]
     two = json.loads((out / "results.json").read_text())
     assert two["config"]["world_size"] == 2 and two["config"]["fsdp"] is True
@@ -172,7 +153,7 @@ def test_data_parallel_two_processes_resume_half_cached(mpt_one, tiny_mpt_dir, d
                  "--dtype", "float32", "--threads", "1", "--output-dir", str(out), "--resume", "--no-fsdp"],
                 data_dir, torchrun=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert_same_answers(mpt_one, out)
+    assert_same_answers(mpt_one, out, TASKS)
     got = json.loads((out / "results.json").read_text())
     assert got["config"]["fsdp"] is False and got["distributed"]["world_size"] == 2
     assert got["cache"] == {"file": "requests.sqlite", "hits": kept, "computed": total - kept}
@@ -207,8 +188,8 @@ def test_fsdp_two_processes_embedded_smollm2(short_tasks, data_dir, tmp_path):
                            str(short_tasks), json.dumps(fields)], env=_env(data_dir), capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert_same_answers(one, two)
-    assert {s["subset"] for s in _samples(two, "mmlu")} == set(MMLU_SUBJECTS)
+    assert_same_answers(one, two, TASKS)
+    assert {s["subset"] for s in samples(two, "mmlu")} == set(MMLU_SUBJECTS)
     full = json.loads((one / "results.json").read_text())["distributed"]["param_bytes_per_rank"][0]
     per_rank = json.loads((two / "results.json").read_text())["distributed"]["param_bytes_per_rank"]
     assert sum(per_rank) == full and max(per_rank) <= 0.51 * full
@@ -228,6 +209,8 @@ def test_a_failing_rank_ends_every_rank_with_its_error(tiny_mpt_dir, data_dir, t
     proc, seconds = _failing_run(tiny_mpt_dir, data_dir, tmp_path / "out", 60, False, EVALHARNESS_FAIL_RANK="1")
     assert proc.returncode != 0
     assert "rank 1: failure injected by EVALHARNESS_FAIL_RANK" in proc.stderr
+    assert "evalharness: rank 1 (pid " in proc.stderr and "ended with exit code 1; its error is above" in proc.stderr
+    assert "ChildFailedError" not in proc.stderr  # one line instead of torchrun's report
     assert seconds < 60  # torchrun stops rank 0 at once; nobody waits for the collective timeout
     assert not (tmp_path / "out" / "results.json").exists()
 
