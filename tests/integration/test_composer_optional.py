@@ -93,7 +93,8 @@ def test_composer_checkpoint_loads_without_composer(no_composer, tmp_path, tiny_
     assert loaded.model.state_dict().keys() == reference.keys()
     assert all(torch.equal(v, reference[k]) for k, v in loaded.model.state_dict().items())
     assert len(loaded.tokenizer) == 50277 and loaded.tokenizer("Hello world")["input_ids"] == [12092, 1533]
-    assert loaded.info["kind"] == "composer" and loaded.info["composer"] == {"run_name": "tiny-run", "epoch": 0, "batch": 4}
+    assert loaded.info["kind"] == "composer" and loaded.info["composer"] == {"run_name": "tiny-run", "epoch": 0, "batch": 4,
+                                                                         "sample": None, "token": None}
     assert load_model(f"composer:{path}", dtype="bfloat16", device="cpu", max_seq_len=512).model.config.max_seq_len == 512
 
 
