@@ -38,12 +38,12 @@ class StopTable:
         self.stop = tuple(s for s in stop if s)
         n = len(tokenizer)
         flags = [True] * max(vocab_size, n)
-        texts = tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=True)
-        tails = {s[j:] for s in self.stop for j in range(1, len(s))}
-        for i, text in enumerate(texts):
-            flags[i] = "\ufffd" in text or any(
-                s in t for s in self.stop for t in (text, " " + text)) or any(
-                t.startswith(tail) for tail in tails for t in (text, " " + text))
+        tails = tuple({s[j:] for s in self.stop for j in range(1, len(s))}) or ("\0",)
+        for i in range(n):
+            text = tokenizer.decode([i], skip_special_tokens=True)
+            spaced = " " + text
+            flags[i] = ("\ufffd" in text or text.startswith(tails) or spaced.startswith(tails)
+                        or any(s in spaced for s in self.stop))
         self.flags = torch.tensor(flags, dtype=torch.bool)
 
 
