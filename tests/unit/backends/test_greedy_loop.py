@@ -52,7 +52,7 @@ def expected(tok, tokens: list[int], stop: tuple[str, ...]) -> tuple[str, int, b
 
 
 LEVERS = [*(dict(gen_drop_finished=a, gen_stop_table=b) for a, b in itertools.product((True, False), repeat=2)),
-          dict(gen_sort=False)]
+          dict(gen_sort=False), dict(gen_loop=False)]
 
 
 def test_own_loop_is_used_for_llama_not_for_mpt(llama, tiny_mpt_dir):
