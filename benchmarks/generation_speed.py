@@ -11,7 +11,8 @@ Printed per task and overall, medians over rounds:
 - wall: seconds of the tool's `generate_until` call (batching, tokenising, decoding, cutting at the stops);
 - generated tokens: the tokens each completion needed (through the EOS or the token completing its first stop
   sequence, as evalharness counts them), the same numerator for both tools; tok/s = that / wall;
-- ratio: lm-eval time / evalharness time; identical: items whose output strings are equal.
+- ratio: lm-eval time / evalharness time; also the ratio of the process's CPU seconds (all threads), steadier
+  than wall time on a machine shared with other work; identical: items whose output strings are equal.
 
 `--levers`: evalharness alone, each generation lever turned off in turn (backend options, alternating per
 round), with the outputs compared to the all-levers run.
@@ -81,10 +82,11 @@ def evalharness_generate(model: Any, tokenizer: Any, requests: list[Any], batch_
     return backend.generate_until(requests)
 
 
-def timed(fn: Any, *a: Any, **k: Any) -> tuple[float, Any]:
-    t = time.perf_counter()
+def timed(fn: Any, *a: Any, **k: Any) -> tuple[float, float, Any]:
+    """(wall seconds, this process's CPU seconds over all its threads, the result)."""
+    t, c = time.perf_counter(), time.process_time()
     out = fn(*a, **k)
-    return time.perf_counter() - t, out
+    return time.perf_counter() - t, time.process_time() - c, out
 
 
 def med(xs: list[float]) -> float:
@@ -97,33 +99,40 @@ def against_lm_eval(args: argparse.Namespace, model: Any, tokenizer: Any, tasks:
     for task, reqs in tasks.items():
         lm_eval_generate(model, tokenizer, reqs[:2], args.batch_size)  # warm-up
         evalharness_generate(model, tokenizer, reqs[:2], args.batch_size)
-        lm_times, eh_times = [], []
+        lm_times, eh_times, lm_cpu, eh_cpu = [], [], [], []
         for rnd in range(args.rounds):
-            t, lm_out = timed(lm_eval_generate, model, tokenizer, reqs, args.batch_size)
+            t, c, lm_out = timed(lm_eval_generate, model, tokenizer, reqs, args.batch_size)
             lm_times.append(t)
-            t, eh_out = timed(evalharness_generate, model, tokenizer, reqs, args.batch_size)
+            lm_cpu.append(c)
+            t, c, eh_out = timed(evalharness_generate, model, tokenizer, reqs, args.batch_size)
             eh_times.append(t)
-            print(f"round {rnd + 1} {task}: lm-eval {lm_times[-1]:.1f}s evalharness {eh_times[-1]:.1f}s", flush=True)
+            eh_cpu.append(c)
+            print(f"round {rnd + 1} {task}: lm-eval {lm_times[-1]:.1f}s (CPU {lm_cpu[-1]:.1f}s) evalharness "
+                  f"{eh_times[-1]:.1f}s (CPU {eh_cpu[-1]:.1f}s)", flush=True)
         tokens = sum(r.num_tokens[0] for r in eh_out)
         same = [i for i, (a, b) in enumerate(zip(lm_out, eh_out)) if a == b.texts[0]]
         out[task] = {"items": len(reqs), "tokens": tokens, "lm_eval": med(lm_times), "evalharness": med(eh_times),
                      "identical": len(same), "lm_eval_rounds": lm_times, "evalharness_rounds": eh_times,
+                     "lm_eval_cpu": med(lm_cpu), "evalharness_cpu": med(eh_cpu),
                      "differences": [{"item": i, "lm_eval": lm_out[i], "evalharness": eh_out[i].texts[0]}
                                      for i in range(len(reqs)) if i not in set(same)]}
     print(f"\n### generation, float32, batch {args.batch_size}: lm-eval vs evalharness (median of {args.rounds} rounds)")
     print("| task | items | generated tokens | lm-eval s | evalharness s | ratio | lm-eval tok/s | evalharness tok/s "
-          "| identical outputs |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
-    tot = {"items": 0, "tokens": 0, "lm_eval": 0.0, "evalharness": 0.0, "identical": 0}
+          "| ratio of CPU seconds | identical outputs |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    tot = {"items": 0, "tokens": 0, "lm_eval": 0.0, "evalharness": 0.0, "identical": 0, "lm_eval_cpu": 0.0,
+           "evalharness_cpu": 0.0}
     for task, r in out.items():
         print(f"| {task} | {r['items']} | {r['tokens']} | {r['lm_eval']:.1f} | {r['evalharness']:.1f} | "
               f"{r['lm_eval'] / r['evalharness']:.2f}x | {r['tokens'] / r['lm_eval']:.1f} | "
-              f"{r['tokens'] / r['evalharness']:.1f} | {r['identical']}/{r['items']} |")
+              f"{r['tokens'] / r['evalharness']:.1f} | {r['lm_eval_cpu'] / r['evalharness_cpu']:.2f}x | "
+              f"{r['identical']}/{r['items']} |")
         for k in tot:
             tot[k] += r[k]
     print(f"| **overall** | {tot['items']} | {tot['tokens']} | {tot['lm_eval']:.1f} | {tot['evalharness']:.1f} | "
           f"**{tot['lm_eval'] / tot['evalharness']:.2f}x** | {tot['tokens'] / tot['lm_eval']:.1f} | "
-          f"{tot['tokens'] / tot['evalharness']:.1f} | {tot['identical']}/{tot['items']} |")
+          f"{tot['tokens'] / tot['evalharness']:.1f} | {tot['lm_eval_cpu'] / tot['evalharness_cpu']:.2f}x | "
+          f"{tot['identical']}/{tot['items']} |")
     for task, r in out.items():
         for d in r["differences"]:
             print(f"  {task} item {d['item']}: lm-eval {d['lm_eval']!r}\n  {' ' * len(task)}  evalharness "
@@ -138,22 +147,25 @@ def lever_benchmark(args: argparse.Namespace, model: Any, tokenizer: Any, tasks:
     out: dict[str, Any] = {}
     print(f"\n## generation levers (evalharness generate_until, float32, batch {args.batch_size}, median of "
           f"{args.rounds} rounds)")
-    print("| task | lever off | s | time / all levers | outputs identical to all levers |")
-    print("|---|---|--:|--:|--:|")
+    print("| task | lever off | s | time / all levers | CPU s | CPU / all levers | outputs identical to all levers |")
+    print("|---|---|--:|--:|--:|--:|--:|")
     for task, reqs in tasks.items():
         evalharness_generate(model, tokenizer, reqs[:2], args.batch_size)  # warm-up
         times: dict[str, list[float]] = {k: [] for k in levers}
+        cpu: dict[str, list[float]] = {k: [] for k in levers}
         outputs: dict[str, list[Any]] = {}
         for _ in range(args.rounds):
             for lever, changes in levers.items():
-                t, outputs[lever] = timed(evalharness_generate, model, tokenizer, reqs, args.batch_size, changes)
+                t, c, outputs[lever] = timed(evalharness_generate, model, tokenizer, reqs, args.batch_size, changes)
                 times[lever].append(t)
-        base = med(times["all levers"])
+                cpu[lever].append(c)
+        base, base_cpu = med(times["all levers"]), med(cpu["all levers"])
         out[task] = {}
         for lever, ts in times.items():
             same = sum(a.texts == b.texts for a, b in zip(outputs[lever], outputs["all levers"]))
-            out[task][lever] = {"seconds": med(ts), "rounds": ts, "identical": same}
-            print(f"| {task} | {lever} | {med(ts):.1f} | {med(ts) / base:.2f}x | {same}/{len(reqs)} |", flush=True)
+            out[task][lever] = {"seconds": med(ts), "rounds": ts, "cpu": med(cpu[lever]), "identical": same}
+            print(f"| {task} | {lever} | {med(ts):.1f} | {med(ts) / base:.2f}x | {med(cpu[lever]):.1f} | "
+                  f"{med(cpu[lever]) / base_cpu:.2f}x | {same}/{len(reqs)} |", flush=True)
     return out
 
 
