@@ -1,11 +1,11 @@
 """The LLM Foundry-format tasks of benchmarks/parity_lm_eval.py (imported by it).
 
-These tasks (arc_easy, arc_challenge, boolq, copa, openbook_qa, winogrande, triviaqa_sm_sub) build their prompts
-as LLM Foundry does, shots included. lm-eval is driven with evalharness's own prompts: the items evalharness
-builds (context with its shots, continuations, gold; for generation the prompt, stop sequences and token limit)
-are exported to one jsonl file per task in the work dir, and the lm-eval task templates
-benchmarks/lm_eval_tasks/_eh_icl_*_template_yaml read them with lm-eval's own request construction
-(lm-eval num_fewshot 0: the shots are in the context):
+These tasks (arc_easy, arc_challenge, boolq, copa, openbook_qa, winogrande; the generation tasks triviaqa_sm_sub,
+gsm8k, svamp, jeopardy_em) build their prompts as LLM Foundry does, shots included. lm-eval is driven with
+evalharness's own prompts: the items evalharness builds (context with its shots, continuations, gold; for
+generation the prompt, stop sequences and token limit) are exported to one jsonl file per task in the work dir,
+and the lm-eval task templates benchmarks/lm_eval_tasks/_eh_icl_*_template_yaml read them with lm-eval's own
+request construction (lm-eval num_fewshot 0: the shots are in the context):
 
 - multiple choice: doc_to_text = the context, doc_to_choice = the continuations (each with its leading
   space), target_delimiter "";
@@ -27,9 +27,10 @@ from typing import Any, Sequence
 HERE = Path(__file__).resolve().parent
 TASKS_SRC = HERE / "lm_eval_tasks"
 
-ICL_TASKS = ("arc_easy", "arc_challenge", "boolq", "copa", "openbook_qa", "winogrande", "triviaqa_sm_sub")
+GENERATION = ("triviaqa_sm_sub", "gsm8k", "svamp", "jeopardy_em")
+ICL_TASKS = ("arc_easy", "arc_challenge", "boolq", "copa", "openbook_qa", "winogrande", *GENERATION)
 SCHEMA_TASKS = frozenset({"winogrande"})
-GEN_TASKS = frozenset({"triviaqa_sm_sub"})
+GEN_TASKS = frozenset(GENERATION)
 CHOICE_TASKS = frozenset(ICL_TASKS) - GEN_TASKS
 TEMPLATES = {"mc": "_eh_icl_mc_template_yaml", "schema": "_eh_icl_schema_template_yaml",
              "gen": "_eh_icl_gen_template_yaml"}
@@ -121,6 +122,14 @@ def export_tasks(out: Path, work_dir: Path, data_dir: Path, tasks: Sequence[str]
         (out / f"eh_{task}.yaml").write_text(render_task_yaml(task, docs, path), encoding="utf-8")
         names.append(f"eh_{task}")
     return names
+
+
+def exported_count(work_dir: Path, tasks: Sequence[str]) -> int:
+    """The most docs exported for one task: lm-eval's --limit must not cut them (jeopardy_em's --limit is per
+    category, so its export holds five times as many docs)."""
+    counts = [sum(1 for _ in open(work_dir / "icl_docs" / f"{t}.jsonl", encoding="utf-8")) for t in tasks
+              if (work_dir / "icl_docs" / f"{t}.jsonl").exists()]
+    return max(counts, default=0)
 
 
 def load_exported(work_dir: Path, tasks: Sequence[str]) -> dict:

@@ -11,9 +11,10 @@ Runs, on the same local data files and the same local HF model folder,
  3. compares item by item (matched on task, MMLU subject, doc_id): request strings,
     summed log-probs per request, acc / acc_norm, and prints one table per task.
 
-The LLM Foundry-format tasks (arc_easy, arc_challenge, boolq, copa, openbook_qa, winogrande, triviaqa_sm_sub;
-benchmarks/parity_icl.py) give lm-eval evalharness's own built items, shots included, and also compare acc_token,
-token counts and generated strings.
+The LLM Foundry-format tasks (arc_easy, arc_challenge, boolq, copa, openbook_qa, winogrande, and the generation
+tasks triviaqa_sm_sub, gsm8k, svamp, jeopardy_em; benchmarks/parity_icl.py) give lm-eval evalharness's own built
+items, shots included, and also compare acc_token, token counts and generated strings (greedy, lm-eval's
+`generate_until` against evalharness's).
 
 Exit status: 0 = parity, 1 = parity failure (agreement < --min-agreement %, any
 |logprob diff| > --tol, request-string / gold mismatches or missing items),
@@ -183,8 +184,9 @@ def run_lm_eval(args, work_dir: Path, tasks: list[str]) -> None:
         "--log_samples",
         "--output_path", str(out_dir / "out"),
     ]
-    if args.limit is not None:
-        cmd += ["--limit", str(args.limit)]
+    if args.limit is not None:  # not below the docs exported for the LLM Foundry-format tasks
+        exported = parity_icl.exported_count(work_dir, [t for t in tasks if t in ICL_TASKS])
+        cmd += ["--limit", str(max(args.limit, exported))]
     rc, wall = run_logged(cmd, out_dir / "lm_eval.log", env, cwd=work_dir)
     meta = {"cmd": cmd, "returncode": rc, "wall_seconds": wall, "tasks": tasks, "limit": args.limit,
             "num_fewshot": args.num_fewshot}

@@ -18,6 +18,7 @@ from ...errors import InputTooLong
 from ...requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, cut_at_stop
 from ..base import Backend, Capabilities, OnResults, Progress, deliver, deliver_known
 from .accelerator import Accelerator, AcceleratorStatus, find_accelerator
+from .generation import StopTable, decoded_text, greedy_generate
 from .logprobs import read_logprobs
 from .mpt_attention import mpt_hidden_states, supports_fast_mpt
 from .options import MIN_SAVED_PREFIX_TOKENS, MIN_SHARED_PREFIX, PACK_MAX_CONTEXT, SHARED_FRACTION, HFOptions
@@ -110,6 +111,12 @@ class HFBackend(Backend):
             self._fast_mpt or (model_type in _PACKABLE_TYPES and self._split_head
                                and self._attn_implementation in ("sdpa", "eager")))
         self.share_prefix = can_share if options.share_prefix is None else (options.share_prefix and can_share)
+        # greedy generation through generation.py: models taking position ids, a padding mask with holes and a
+        # DynamicCache; not under FSDP (rows leaving the batch would make the ranks' forward passes differ)
+        self.own_generation = options.gen_loop and not self._sharded and not self._fast_mpt and (
+            model_type in _PACKABLE_TYPES and self._attn_implementation in ("sdpa", "eager"))
+        self.gen_share_prefix = self.own_generation and options.gen_share_prefix is not False
+        self._stop_tables: dict[tuple[str, ...], StopTable] = {}
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_token_id = int(pad if pad is not None else 0)
         prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
@@ -147,7 +154,9 @@ class HFBackend(Backend):
                 "options": {"pack": self.pack, "share_prefix": self.share_prefix,
                             "batch_overhead_tokens": o.batch_overhead_tokens, "mask_free": o.mask_free,
                             "read_chunk": o.read_chunk, "accelerator": o.accelerator,
-                            "add_bos_token": o.add_bos_token},
+                            "add_bos_token": o.add_bos_token, "gen_loop": self.own_generation,
+                            "gen_sort": o.gen_sort, "gen_share_prefix": self.gen_share_prefix,
+                            "gen_drop_finished": o.gen_drop_finished, "gen_stop_table": o.gen_stop_table},
                 "special_tokens": {"add_bos_token": o.add_bos_token, "prefix": self.special_prefix,
                                    "suffix": self.special_suffix,
                                    "rule": "lm-eval 0.4.13: the tokenizer's own special tokens unless add_bos_token "
@@ -332,8 +341,10 @@ class HFBackend(Backend):
         `progress` as for `loglikelihood`.
 
         Greedy requests with the same settings are batched (sorted by length, left-padded, KV cache);
-        a row stops at its stop sequence or EOS. Sampled requests run one at a time, all their samples in
-        one batch, with the RNG seeded from the request's seed, so they do not depend on batching.
+        a row stops at its stop sequence or EOS. Where the model allows it they run through the backend's own
+        loop (generation.py: the batch's shared prefix once, finished rows leaving the batch), else through
+        transformers' `generate`. Sampled requests run one at a time, all their samples in one batch, with
+        the RNG seeded from the request's seed, so they do not depend on batching.
         """
         results: list[GenerateResult | None] = [None] * len(requests)
         for batch, rows, settings in self._generate_plan(requests):
@@ -358,7 +369,7 @@ class HFBackend(Backend):
         for indices in groups.values():
             first = requests[indices[0]]
             encoded = {i: self._encode_prompt(requests[i].prompt, first.max_new_tokens) for i in indices}
-            order = sorted(indices, key=lambda i: -len(encoded[i]))
+            order = sorted(indices, key=lambda i: -len(encoded[i])) if self.options.gen_sort else indices
             step = self.batch_size if first.temperature <= 0 else 1
             for start in range(0, len(order), step):
                 batch = order[start:start + step]
@@ -371,6 +382,37 @@ class HFBackend(Backend):
         return ids[-keep:]
 
     def _generate_batch(self, rows: list[list[int]], req: GenerateRequest) -> list[GenerateResult]:
+        if self.own_generation and req.temperature <= 0 and req.num_samples == 1:
+            return self._greedy_batch(rows, req)
+        return self._hf_generate_batch(rows, req)
+
+    def _greedy_batch(self, rows: list[list[int]], req: GenerateRequest) -> list[GenerateResult]:
+        """Greedy completions through generation.py, the batch's shared prefix run once when that pays."""
+        prefix = 0
+        if self.gen_share_prefix and len(rows) > 1:
+            prefix = min(len(r) for r in rows) - 1  # every row keeps at least one token after the prefix
+            for r in rows[1:]:
+                prefix = common_prefix_length(rows[0], r, prefix)
+            if prefix < MIN_SHARED_PREFIX or not prefix_saving_pays(len(rows), prefix, MIN_SAVED_PREFIX_TOKENS):
+                prefix = 0
+        table = None
+        if self.options.gen_stop_table and req.stop:
+            if req.stop not in self._stop_tables:
+                self._stop_tables[req.stop] = StopTable(self.tokenizer, req.stop,
+                                                        int(getattr(self.model.config, "vocab_size", 0) or 0))
+            table = self._stop_tables[req.stop]
+        with torch.inference_mode():
+            decoded = greedy_generate(self.model, rows, req.max_new_tokens, tokenizer=self.tokenizer, stop=req.stop,
+                                      eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.pad_token_id,
+                                      prefix=prefix, stop_table=table, drop_finished=self.options.gen_drop_finished)
+        results = []
+        for d in decoded:
+            text, hit = decoded_text(self.tokenizer, d, req.stop)
+            results.append(GenerateResult((text,), (len(d.tokens),), (hit,)))
+        return results
+
+    def _hf_generate_batch(self, rows: list[list[int]], req: GenerateRequest) -> list[GenerateResult]:
+        """Completions through transformers' `generate` (left-padded batch, `stop_strings`; sampling seeded)."""
         from transformers import GenerationConfig
 
         width = max(len(r) for r in rows)
@@ -406,6 +448,9 @@ class HFBackend(Backend):
                 tokens = new[i * req.num_samples + j].tolist()
                 n = _generated_length(tokens, self.tokenizer.eos_token_id, self.pad_token_id)
                 text, hit = cut_at_stop(self.tokenizer.decode(tokens[:n], skip_special_tokens=True), req.stop)
+                if hit and n > 1 and tokens[n - 1] == self.pad_token_id and cut_at_stop(
+                        self.tokenizer.decode(tokens[:n - 1], skip_special_tokens=True), req.stop)[1]:
+                    n -= 1  # the padding (= EOS) transformers writes after a row its stop string ended
                 texts.append(text)
                 counts.append(n)
                 stopped.append(hit)

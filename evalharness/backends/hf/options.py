@@ -43,6 +43,16 @@ class HFOptions:
     add_bos_token: None (lm-eval 0.4.13's rule: the tokenizer's own special tokens, e.g. a BOS for Gemma and
         Llama tokenizers, nothing for GPT-2/GPT-NeoX/SmolLM2), True (a BOS in front of every input), False (no
         special tokens). Also `--add-bos-token` / `--no-add-bos-token`.
+
+    Greedy generation (generation.py; sampled requests always run through transformers' `generate`):
+    gen_loop: the backend's own decoding loop where the model allows it (Llama-family types under sdpa/eager,
+        not sharded); False: transformers' `generate` with `stop_strings`, as lm-eval runs it.
+    gen_sort: prompts sorted longest first before they are cut into batches (else in request order).
+    gen_share_prefix: the leading tokens every prompt of a batch shares run once, their KV cache repeated
+        (None: where the own loop runs).
+    gen_drop_finished: a finished row leaves the batch and its cache at once (else it runs on until all end).
+    gen_stop_table: stop sequences looked for only in rows whose new token can complete one (else in every
+        live row's text at every step).
     """
 
     pack: bool | None = None
@@ -52,6 +62,11 @@ class HFOptions:
     read_chunk: int = READ_CHUNK
     accelerator: str = "auto"
     add_bos_token: bool | None = None
+    gen_loop: bool = True
+    gen_sort: bool = True
+    gen_share_prefix: bool | None = None
+    gen_drop_finished: bool = True
+    gen_stop_table: bool = True
 
     def __post_init__(self) -> None:
         from ...errors import ConfigError
