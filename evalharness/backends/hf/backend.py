@@ -18,7 +18,7 @@ from ...errors import InputTooLong
 from ...requests import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, cut_at_stop
 from ..base import Backend, Capabilities, OnResults, Progress, deliver, deliver_known
 from .accelerator import Accelerator, AcceleratorStatus, find_accelerator
-from .generation import StopTable, decoded_text, greedy_generate
+from .generation import StopTable, decoded_text, greedy_generate, stop_in_new_tokens
 from .logprobs import read_logprobs
 from .mpt_attention import mpt_hidden_states, supports_fast_mpt
 from .options import MIN_SAVED_PREFIX_TOKENS, MIN_SHARED_PREFIX, PACK_MAX_CONTEXT, SHARED_FRACTION, HFOptions
@@ -412,8 +412,9 @@ class HFBackend(Backend):
         return results
 
     def _hf_generate_batch(self, rows: list[list[int]], req: GenerateRequest) -> list[GenerateResult]:
-        """Completions through transformers' `generate` (left-padded batch, `stop_strings`; sampling seeded)."""
-        from transformers import GenerationConfig
+        """Completions through transformers' `generate` (left-padded batch, stops looked for in the new tokens only;
+        sampling seeded)."""
+        from transformers import GenerationConfig, StoppingCriteriaList
 
         width = max(len(r) for r in rows)
         input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
@@ -431,14 +432,14 @@ class HFBackend(Backend):
             num_return_sequences=req.num_samples,
             pad_token_id=self.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
-            stop_strings=list(req.stop) or None,
         )
+        stopping = StoppingCriteriaList([stop_in_new_tokens(self.tokenizer, req.stop, width)] if req.stop else [])
         if sample:
             torch.manual_seed(req.seed)
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
-                generation_config=config, tokenizer=self.tokenizer,
+                generation_config=config, stopping_criteria=stopping,
             )
         new = out[:, width:].cpu()
         results = []

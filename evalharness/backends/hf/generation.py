@@ -131,3 +131,22 @@ def greedy_generate(model: torch.nn.Module, rows: Sequence[Sequence[int]], max_n
 def decoded_text(tokenizer: Any, decoded: Decoded, stop: Sequence[str]) -> tuple[str, bool]:
     """A row's text, cut before its earliest stop sequence, and whether it had one."""
     return cut_at_stop(tokenizer.decode(decoded.tokens, skip_special_tokens=True), tuple(stop))
+
+
+def stop_in_new_tokens(tokenizer: Any, stop: Sequence[str], prompt_width: int) -> Any:
+    """A transformers stopping criterion: a row is done when one of `stop` appears in its new tokens' text.
+
+    transformers' own `stop_strings` also match across the prompt's end (a prompt ending in a newline and a new
+    `def` token end a row on "\\ndef" at once); lm-eval and the loop above look at the new tokens only. Each step
+    decodes the tail of every row's new tokens (as many tokens as the longest stop has characters, plus 2).
+    """
+    from transformers import StoppingCriteria
+
+    lookback = max(len(s) for s in stop) + 2
+
+    class StopInNewTokens(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+            tails = tokenizer.batch_decode(input_ids[:, prompt_width:][:, -lookback:], skip_special_tokens=True)
+            return torch.tensor([any(s in t for s in stop) for t in tails], dtype=torch.bool, device=input_ids.device)
+
+    return StopInNewTokens()

@@ -46,7 +46,7 @@ class HFOptions:
 
     Greedy generation (generation.py; sampled requests always run through transformers' `generate`):
     gen_loop: the backend's own decoding loop where the model allows it (Llama-family types under sdpa/eager,
-        not sharded); False: transformers' `generate` with `stop_strings`, as lm-eval runs it.
+        not sharded); False: transformers' `generate`, as lm-eval runs it.
     gen_sort: prompts sorted longest first before they are cut into batches (else in request order).
     gen_share_prefix: the leading tokens every prompt of a batch shares run once, their KV cache repeated
         (None: where the own loop runs).

@@ -127,3 +127,18 @@ def test_stop_table_flags_tokens_that_can_complete_a_stop(neox_tokenizer_dir):
     assert flagged == {"Ċ": True, "ĊĊ": True, ":": True, "Question": False, "ĠQuestion": False, "Hello": False,
                        "Ġthe": False}
     assert table.flags[len(tok):].all()  # past the tokenizer's vocabulary: always checked
+
+
+def test_a_stop_spanning_the_prompts_end_does_not_stop_a_row(llama):
+    """A prompt ending in a newline whose first new token starts the rest of a stop ("\\n" + that token's text):
+    the stop is looked for in the new tokens only (as lm-eval does), in the loop and in transformers' path."""
+    model, tok = llama
+    prompt = "def add(a, b):\n"
+    free = reference(model, tok, prompt, 12)
+    first = tok.decode(free[:1], skip_special_tokens=True)
+    stop = ("\n" + first,)
+    text, n, hit = expected(tok, free, stop)
+    assert first and not hit  # the stop appears only across the prompt's end
+    for levers in (dict(), dict(gen_loop=False)):
+        res = HFBackend(model, tok, batch_size=2, options=HFOptions(**levers)).generate_until([G(prompt, stop, 12)])[0]
+        assert (res.texts, res.num_tokens, res.stopped) == ((text,), (n,), (False,)), levers
