@@ -48,7 +48,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     "shared prefix not run once": {"gen_share_prefix": False},
     "finished rows stay in the batch": {"gen_drop_finished": False},
     "stop sequences checked in every row's text at every step": {"gen_stop_table": False},
-    "transformers' generate (stop_strings) instead of the own loop": {"gen_loop": False},
+    "transformers' generate instead of the own loop": {"gen_loop": False},
 }
 
 
