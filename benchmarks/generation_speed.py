@@ -30,6 +30,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from statistics import median as med
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
@@ -87,11 +88,6 @@ def timed(fn: Any, *a: Any, **k: Any) -> tuple[float, float, Any]:
     t, c = time.perf_counter(), time.process_time()
     out = fn(*a, **k)
     return time.perf_counter() - t, time.process_time() - c, out
-
-
-def med(xs: list[float]) -> float:
-    xs = sorted(xs)
-    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
 
 
 def against_lm_eval(args: argparse.Namespace, model: Any, tokenizer: Any, tasks: dict[str, list[Any]]) -> dict:

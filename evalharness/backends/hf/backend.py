@@ -26,11 +26,11 @@ from .packing import (
     Row,
     allowed_mask,
     check_continuations_fit,
-    common_prefix_length,
     plan_batches,
     plan_rows,
     prefix_groups,
     prefix_saving_pays,
+    shared_prefix_length,
 )
 from .sharding import is_sharded, root_gathered
 
@@ -324,12 +324,9 @@ class HFBackend(Backend):
         """
         if not self.share_prefix or len(batch) < 2:
             return 0
-        first = batch[0].tokens
-        n = min(min(s.reads[0] for s in row.scored) for row in batch)
-        for row in batch[1:]:
-            n = common_prefix_length(first, row.tokens, n)
-            if n < MIN_SHARED_PREFIX:
-                return 0
+        n = shared_prefix_length([row.tokens for row in batch], min(min(s.reads[0] for s in row.scored) for row in batch))
+        if n < MIN_SHARED_PREFIX:
+            return 0
         width = max(len(row.tokens) for row in batch)
         return n if n >= SHARED_FRACTION * width and prefix_saving_pays(len(batch), n, MIN_SAVED_PREFIX_TOKENS) else 0
 
@@ -390,9 +387,8 @@ class HFBackend(Backend):
         """Greedy completions through generation.py, the batch's shared prefix run once when that pays."""
         prefix = 0
         if self.gen_share_prefix and len(rows) > 1:
-            prefix = min(len(r) for r in rows) - 1  # every row keeps at least one token after the prefix
-            for r in rows[1:]:
-                prefix = common_prefix_length(rows[0], r, prefix)
+            # every row keeps at least one token after the prefix
+            prefix = shared_prefix_length(rows, min(len(r) for r in rows) - 1)
             if prefix < MIN_SHARED_PREFIX or not prefix_saving_pays(len(rows), prefix, MIN_SAVED_PREFIX_TOKENS):
                 prefix = 0
         table = None

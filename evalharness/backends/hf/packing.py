@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 
 from ...errors import InputTooLong
+from .options import MIN_SHARED_PREFIX
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,16 @@ def plan_batches(lengths: Sequence[int], max_rows: int, overhead_tokens: float |
         bounds.append((cut[j], j))
         j = cut[j]
     return bounds[::-1]
+
+
+def shared_prefix_length(rows: Sequence[Sequence[int]], limit: int) -> int:
+    """Length of the leading tokens every row shares (at most `limit`); stops early below MIN_SHARED_PREFIX."""
+    n = limit
+    for row in rows[1:]:
+        n = common_prefix_length(rows[0], row, n)
+        if n < MIN_SHARED_PREFIX:
+            return n
+    return n
 
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int], limit: int | None = None) -> int:
