@@ -14,6 +14,9 @@ Printed per task and overall, medians over rounds:
 - ratio: lm-eval time / evalharness time; also the ratio of the process's CPU seconds (all threads), steadier
   than wall time on a machine shared with other work; identical: items whose output strings are equal.
 
+evalharness runs with the CPU plugin (`--cpu-plugin on`, its default on CPUs; bound to the model once, before the
+rounds, as a run binds it once) or without it (`off`, the core backend alone).
+
 `--levers`: evalharness alone, each generation lever turned off in turn (backend options, alternating per
 round), with the outputs compared to the all-levers run.
 
@@ -50,7 +53,9 @@ LEVERS: dict[str, dict[str, Any]] = {
     "finished rows stay in the batch": {"gen_drop_finished": False},
     "stop sequences checked in every row's text at every step": {"gen_stop_table": False},
     "transformers' generate instead of the own loop": {"gen_loop": False},
+    "CPU plugin's kernels not used in the loop": {"gen_accelerate": False},
 }
+ACCELERATOR: Any = None  # the CPU plugin bound to the model (main), or None
 
 
 def build_requests(data_dir: Path, task: str, limit: int, shots: int | None) -> list[Any]:
@@ -77,9 +82,8 @@ def evalharness_generate(model: Any, tokenizer: Any, requests: list[Any], batch_
     from evalharness.backends.hf.backend import HFBackend
     from evalharness.backends.hf.options import HFOptions
 
-    # generation does not use the CPU plugin: no accelerator to bind
-    backend = HFBackend(model, tokenizer, batch_size=batch_size,
-                        options=HFOptions(accelerator="none", **(changes or {})))
+    backend = HFBackend(model, tokenizer, batch_size=batch_size, accelerator=ACCELERATOR,
+                        options=HFOptions(accelerator="auto" if ACCELERATOR is not None else "none", **(changes or {})))
     return backend.generate_until(requests)
 
 
@@ -178,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--levers", action="store_true", help="evalharness only, each generation lever off in turn")
     p.add_argument("--lever-only", default=None, help="with --levers: levers whose names contain one of these words")
+    p.add_argument("--cpu-plugin", choices=("on", "off"), default="on",
+                   help="evalharness with the CPU plugin (evalharness[cpu]) or the core backend alone")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     if args.data_dir is None:
@@ -195,9 +201,16 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.tasks.split(","):
         task, limit = spec.split(":")
         tasks[task] = build_requests(args.data_dir.resolve(), task, int(limit), args.num_fewshot)
+    global ACCELERATOR
+    plugin = "off"
+    if args.cpu_plugin == "on":
+        from evalharness.backends.hf_cpu import accelerator_for
+
+        bound = accelerator_for(model)
+        ACCELERATOR, plugin = (None, f"off ({bound})") if isinstance(bound, str) else (bound, "on")
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     print(f"machine: {cpu}, {os.cpu_count()} cores, {args.threads} torch threads; torch {torch.__version__}; "
-          f"model {args.model_dir.name} float32; " + ", ".join(f"{t} {len(r)} items" for t, r in tasks.items()))
+          f"model {args.model_dir.name} float32; CPU plugin {plugin}; " + ", ".join(f"{t} {len(r)} items" for t, r in tasks.items()))
     out = lever_benchmark(args, model, tokenizer, tasks) if args.levers else against_lm_eval(args, model, tokenizer, tasks)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1), encoding="utf-8")

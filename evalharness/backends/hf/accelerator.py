@@ -34,7 +34,8 @@ class Accelerator(Protocol):
     at_reads: bool  # body_at_reads can apply to this model
 
     def scoring(self) -> ContextManager[Any]:
-        """Entered around each scoring forward pass (e.g. swapping module forwards for kernels)."""
+        """Entered around each scoring forward pass and around the greedy loop (the HF backend's option
+        gen_accelerate), e.g. swapping module forwards for kernels. Whatever it swaps must take a KV cache."""
 
     def body_at_reads(self, rows: torch.Tensor, positions: torch.Tensor) -> ContextManager[bool]:
         """Entered around a forward of the model's body: if it yields True, the body returns only the hidden

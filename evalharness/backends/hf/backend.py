@@ -156,7 +156,8 @@ class HFBackend(Backend):
                             "read_chunk": o.read_chunk, "accelerator": o.accelerator,
                             "add_bos_token": o.add_bos_token, "gen_loop": self.own_generation,
                             "gen_sort": o.gen_sort, "gen_share_prefix": self.gen_share_prefix,
-                            "gen_drop_finished": o.gen_drop_finished, "gen_stop_table": o.gen_stop_table},
+                            "gen_drop_finished": o.gen_drop_finished, "gen_stop_table": o.gen_stop_table,
+                            "gen_accelerate": o.gen_accelerate},
                 "special_tokens": {"add_bos_token": o.add_bos_token, "prefix": self.special_prefix,
                                    "suffix": self.special_suffix,
                                    "rule": "lm-eval 0.4.13: the tokenizer's own special tokens unless add_bos_token "
@@ -397,7 +398,9 @@ class HFBackend(Backend):
                 self._stop_tables[req.stop] = StopTable(self.tokenizer, req.stop,
                                                         int(getattr(self.model.config, "vocab_size", 0) or 0))
             table = self._stop_tables[req.stop]
-        with torch.inference_mode():
+        accelerated = (self.accelerator.scoring() if self.accelerator is not None and self.options.gen_accelerate
+                       else contextlib.nullcontext())
+        with torch.inference_mode(), accelerated:
             decoded = greedy_generate(self.model, rows, req.max_new_tokens, tokenizer=self.tokenizer, stop=req.stop,
                                       eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.pad_token_id,
                                       prefix=prefix, stop_table=table, drop_finished=self.options.gen_drop_finished)

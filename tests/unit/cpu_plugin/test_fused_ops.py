@@ -319,3 +319,35 @@ def test_other_families_are_not_swapped(neox_tokenizer_dir):
     backend = HFBackend(mpt, AutoTokenizer.from_pretrained(str(neox_tokenizer_dir)))
     assert backend.accelerator is None or backend.accelerator.parts["fused_ops"] is not True
 
+
+
+def test_greedy_loop_runs_through_the_kernels_with_the_same_output(neox_tokenizer_dir, monkeypatch):
+    """gen_accelerate: the greedy loop's prefill (left-padded rows, a shared prefix's cache) and its one-token
+    steps (rows leaving the batch) reach the attention kernel, and every completion equals the loop's without
+    the plugin's swaps (gen_accelerate=False) and without the plugin at all."""
+    from evalharness.backends.hf_cpu import fused_ops
+    from evalharness.requests import GenerateRequest as G
+
+    calls = []
+    real = fused_ops._attention_kernel_ok
+
+    def spy(module, q, k, mask, kwargs):
+        ok = real(module, q, k, mask, kwargs)
+        calls.append((q.shape[2], k.shape[2], ok))
+        return ok
+
+    monkeypatch.setattr(fused_ops, "_attention_kernel_ok", spy)
+    tok = AutoTokenizer.from_pretrained(neox_tokenizer_dir)
+    shared = "Question: 1+1?\nAnswer: 2\n\nQuestion: 2+2?\nAnswer: 4\n\nQuestion: 3+3?\nAnswer: 6\n\n"
+    prompts = ["The capital of France is", "Once", "A B C D E F G"] + [shared + q for q in ("Question: 5+5?", "Q: 7?", "Q: 8+8?", "Q: 9")]
+    requests = [G(p, ("\n",), 12) for p in prompts]  # the longest four (one batch) share their first 30+ tokens
+    model = tiny_llama()
+    with_swaps = HFBackend(model, tok, batch_size=4, accelerator=accelerator_for(model, only=("fused_ops",)))
+    got = with_swaps.generate_until(requests)
+    assert calls and all(ok for *_, ok in calls)
+    assert any(tq == 1 for tq, *_ in calls) and any(tq > 1 and tk > tq for tq, tk, _ in calls)  # steps; after a prefix
+    calls.clear()
+    unswapped = HFBackend(model, tok, batch_size=4, options=HFOptions(gen_accelerate=False),
+                          accelerator=accelerator_for(model, only=("fused_ops",)))
+    assert unswapped.generate_until(requests) == got and not calls
+    assert HFBackend(model, tok, batch_size=4, options=HFOptions(accelerator="none")).generate_until(requests) == got
