@@ -52,6 +52,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     "shared prefix not run once": {"gen_share_prefix": False},
     "finished rows stay in the batch": {"gen_drop_finished": False},
     "stop sequences checked in every row's text at every step": {"gen_stop_table": False},
+    "KV cache concatenated at every step (transformers' DynamicCache)": {"gen_reserve_cache": False},
     "transformers' generate instead of the own loop": {"gen_loop": False},
     "CPU plugin's kernels not used in the loop": {"gen_accelerate": False},
 }

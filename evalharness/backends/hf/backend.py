@@ -157,7 +157,7 @@ class HFBackend(Backend):
                             "add_bos_token": o.add_bos_token, "gen_loop": self.own_generation,
                             "gen_sort": o.gen_sort, "gen_share_prefix": self.gen_share_prefix,
                             "gen_drop_finished": o.gen_drop_finished, "gen_stop_table": o.gen_stop_table,
-                            "gen_accelerate": o.gen_accelerate},
+                            "gen_reserve_cache": o.gen_reserve_cache, "gen_accelerate": o.gen_accelerate},
                 "special_tokens": {"add_bos_token": o.add_bos_token, "prefix": self.special_prefix,
                                    "suffix": self.special_suffix,
                                    "rule": "lm-eval 0.4.13: the tokenizer's own special tokens unless add_bos_token "
@@ -403,7 +403,8 @@ class HFBackend(Backend):
         with torch.inference_mode(), accelerated:
             decoded = greedy_generate(self.model, rows, req.max_new_tokens, tokenizer=self.tokenizer, stop=req.stop,
                                       eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.pad_token_id,
-                                      prefix=prefix, stop_table=table, drop_finished=self.options.gen_drop_finished)
+                                      prefix=prefix, stop_table=table, drop_finished=self.options.gen_drop_finished,
+                                      reserve_cache=self.options.gen_reserve_cache)
         results = []
         for d in decoded:
             text, hit = decoded_text(self.tokenizer, d, req.stop)

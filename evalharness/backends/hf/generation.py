@@ -3,13 +3,15 @@
 The levers, each an HFOptions switch (docs/performance.md): the rows' shared leading tokens (few-shot examples
 common to every prompt) run once as one row whose keys and values every row then attends; a row leaves the
 batch, its input and its cache, as soon as it ends (EOS, a stop sequence); stop sequences are looked for only
-in rows whose new token can complete one (StopTable), by decoding that row's new tokens. Per step the work is
-tensor operations over the live rows; Python runs per row only for flagged tokens. Works for models whose
+in rows whose new token can complete one (StopTable), by decoding that row's new tokens. The KV cache's
+buffers are allocated once with room for the whole generation. Per step the work is tensor operations over the
+live rows; Python runs per row only for flagged tokens. Works for models whose
 forward takes `position_ids`, a 2D padding mask with holes, a transformers DynamicCache and `logits_to_keep`.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -47,9 +49,91 @@ class StopTable:
         self.flags = torch.tensor(flags, dtype=torch.bool)
 
 
+def reserved_cache(model: torch.nn.Module, reserve: int) -> Any:
+    """A transformers DynamicCache whose layers write new keys and values into buffers with room for `reserve` more
+    tokens than the first update brings, instead of concatenating the whole cache again at every step (a copy of
+    every layer's cache per generated token, a third of a decoding step at a 1,000-token cache). The keys and
+    values handed to attention are views of the buffers' filled part. Where the cache's layers are not plain
+    DynamicLayers (sliding windows, another transformers release's layout), the cache is left as it is."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    cache = DynamicCache(config=model.config)
+    layers = getattr(cache, "layers", None)
+    if layers and all(type(layer) is DynamicLayer for layer in layers):
+        reserved = _reserved_layer_class()
+        cache.layers = [reserved(reserve) for _ in layers]
+    return cache
+
+
+@functools.cache
+def _reserved_layer_class() -> type:
+    from transformers.cache_utils import DynamicLayer
+
+    class ReservedLayer(DynamicLayer):
+        """A DynamicLayer over preallocated buffers [batch, heads, capacity, head_dim]; `keys`/`values` are views of
+        the first `length` positions. Grows by doubling if an update does not fit."""
+
+        def __init__(self, reserve: int) -> None:
+            super().__init__()
+            self.reserve = reserve
+            self.length = 0
+            self._k: torch.Tensor | None = None
+            self._v: torch.Tensor | None = None
+
+        def _store(self, k: torch.Tensor, v: torch.Tensor, length: int) -> None:
+            self._k, self._v, self.length = k, v, length
+            self.keys, self.values = k[:, :, :length], v[:, :, :length]
+
+        def _with_room(self, buf: torch.Tensor, capacity: int) -> torch.Tensor:
+            new = buf.new_empty((*buf.shape[:2], capacity, buf.shape[3]))
+            new[:, :, :self.length] = buf[:, :, :self.length]
+            return new
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+                   **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            n = key_states.shape[-2]
+            if self._k is None:
+                shape = (*key_states.shape[:2], n + self.reserve, key_states.shape[3])
+                self._k, self._v = key_states.new_empty(shape), value_states.new_empty(shape)
+            elif self.length + n > self._k.shape[2]:
+                capacity = max(2 * self._k.shape[2], self.length + n)
+                self._k, self._v = self._with_room(self._k, capacity), self._with_room(self._v, capacity)
+            self._k[:, :, self.length:self.length + n] = key_states
+            self._v[:, :, self.length:self.length + n] = value_states
+            self._store(self._k, self._v, self.length + n)
+            return self.keys, self.values
+
+        def get_seq_length(self) -> int:
+            return self.length
+
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            if self._k is not None:
+                self._store(self._k.repeat_interleave(repeats, dim=0), self._v.repeat_interleave(repeats, dim=0),
+                            self.length)
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            if self._k is not None:
+                self._store(self._k[indices], self._v[indices], self.length)
+
+        def crop(self, tokens_to_remove: int) -> None:
+            if tokens_to_remove < 0 and self._k is not None:
+                self._store(self._k, self._v, max(0, self.length + tokens_to_remove))
+
+        def reset(self) -> None:
+            self._k = self._v = None
+            self.length = 0
+            super().reset()
+
+    return ReservedLayer
+
+
 def greedy_generate(model: torch.nn.Module, rows: Sequence[Sequence[int]], max_new_tokens: int, *, tokenizer: Any,
                     stop: Sequence[str], eos_token_id: int | None, pad_token_id: int, prefix: int = 0,
-                    stop_table: StopTable | None = None, drop_finished: bool = True) -> list[Decoded]:
+                    stop_table: StopTable | None = None, drop_finished: bool = True,
+                    reserve_cache: bool = True) -> list[Decoded]:
     """Greedy completions of `rows` (prompt tokens), each up to `max_new_tokens`, ended by `eos_token_id` or the
     first occurrence of a `stop` string in its decoded new tokens (skip_special_tokens).
 
@@ -57,6 +141,8 @@ def greedy_generate(model: torch.nn.Module, rows: Sequence[Sequence[int]], max_n
     left-padded to the same width after the prefix (the padding masked out, positions counted over real tokens).
     `stop_table`: check only rows whose new token it flags (else every live row's text at every step).
     `drop_finished`: a finished row leaves the batch; else it runs on, fed padding, until every row ends.
+    `reserve_cache`: the KV cache written into buffers with room for the whole generation (reserved_cache), else
+    transformers' DynamicCache, which concatenates each layer's whole cache again at every step.
     """
     from transformers import DynamicCache
 
@@ -68,13 +154,15 @@ def greedy_generate(model: torch.nn.Module, rows: Sequence[Sequence[int]], max_n
     out = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long)
     generated = [0] * batch
     stopped = [False] * batch
-    cache = DynamicCache(config=model.config)
+    suffixes = [list(r[prefix:]) for r in rows]
+    width = max(len(s) for s in suffixes)
+    # room for every token still to come after the first forward pass (the prefix's, or the prompts')
+    cache = (reserved_cache(model, (width if prefix else 0) + max_new_tokens) if reserve_cache
+             else DynamicCache(config=model.config))
     if prefix:
         model(input_ids=torch.tensor([list(rows[0][:prefix])], device=device), past_key_values=cache, use_cache=True,
               position_ids=torch.arange(prefix, device=device)[None], logits_to_keep=1)
         cache.batch_repeat_interleave(batch)
-    suffixes = [list(r[prefix:]) for r in rows]
-    width = max(len(s) for s in suffixes)
     input_ids = torch.full((batch, width), pad_token_id, dtype=torch.long)
     real = torch.zeros((batch, width), dtype=torch.long)
     for i, s in enumerate(suffixes):  # left padding: every row's last prompt token in the last column

@@ -53,6 +53,8 @@ class HFOptions:
     gen_drop_finished: a finished row leaves the batch and its cache at once (else it runs on until all end).
     gen_stop_table: stop sequences looked for only in rows whose new token can complete one (else in every
         live row's text at every step).
+    gen_reserve_cache: the loop's KV cache in buffers allocated once with room for the whole generation (else
+        transformers' DynamicCache, which copies each layer's whole cache at every step).
     gen_accelerate: the accelerator's forward swaps (its `scoring()` context, e.g. the CPU plugin's kernels and
         packed weights) also around the greedy loop's forward passes (else the loop runs transformers' modules).
     """
@@ -69,6 +71,7 @@ class HFOptions:
     gen_share_prefix: bool | None = None
     gen_drop_finished: bool = True
     gen_stop_table: bool = True
+    gen_reserve_cache: bool = True
     gen_accelerate: bool = True
 
     def __post_init__(self) -> None:

@@ -52,7 +52,7 @@ def expected(tok, tokens: list[int], stop: tuple[str, ...]) -> tuple[str, int, b
 
 
 LEVERS = [*(dict(gen_drop_finished=a, gen_stop_table=b) for a, b in itertools.product((True, False), repeat=2)),
-          dict(gen_sort=False), dict(gen_loop=False)]
+          dict(gen_sort=False), dict(gen_loop=False), dict(gen_reserve_cache=False)]
 
 
 def test_own_loop_is_used_for_llama_not_for_mpt(llama, tiny_mpt_dir):
@@ -142,3 +142,31 @@ def test_a_stop_spanning_the_prompts_end_does_not_stop_a_row(llama):
     for levers in (dict(), dict(gen_loop=False)):
         res = HFBackend(model, tok, batch_size=2, options=HFOptions(**levers)).generate_until([G(prompt, stop, 12)])[0]
         assert (res.texts, res.num_tokens, res.stopped) == ((text,), (n,), (False,)), levers
+
+
+def test_reserved_cache_writes_in_place_and_equals_concatenation(llama):
+    """reserved_cache: each layer's keys/values equal transformers' concatenated ones after every update, the
+    buffer is allocated once while the reserve lasts (same storage), grows when it does not, and row selection
+    and repetition keep what each row holds."""
+    from evalharness.backends.hf.generation import reserved_cache
+
+    model, _ = llama
+    cache = reserved_cache(model, 2)
+    layer = cache.layers[0]
+    torch.manual_seed(1)
+    parts = [torch.randn(2, 2, 3, 4), torch.randn(2, 2, 1, 4), torch.randn(2, 2, 1, 4), torch.randn(2, 2, 1, 4)]
+    storage = None
+    for n, part in enumerate(parts, start=1):
+        k, v = layer.update(part, -part)
+        want = torch.cat(parts[:n], dim=2)
+        assert torch.equal(k, want) and torch.equal(v, -want) and cache.get_seq_length() == want.shape[2]
+        if n == 1:
+            storage = k.untyped_storage().data_ptr()
+        elif n <= 3:  # 3 + 2 reserved tokens: no new buffer
+            assert k.untyped_storage().data_ptr() == storage
+    assert k.untyped_storage().data_ptr() != storage  # the fourth update grew the buffer
+    layer.batch_select_indices(torch.tensor([1]))
+    assert torch.equal(layer.keys, want[1:]) and torch.equal(layer.values, -want[1:])
+    layer.batch_repeat_interleave(3)
+    k, _ = layer.update(torch.ones(3, 2, 1, 4), torch.ones(3, 2, 1, 4))
+    assert k.shape == (3, 2, 7, 4) and all(torch.equal(k[i, :, :6], want[1]) for i in range(3))
