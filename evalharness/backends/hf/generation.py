@@ -55,12 +55,12 @@ def reserved_cache(model: torch.nn.Module, reserve: int) -> Any:
     every layer's cache per generated token, a third of a decoding step at a 1,000-token cache). The keys and
     values handed to attention are views of the buffers' filled part. Where the cache's layers are not plain
     DynamicLayers (sliding windows, another transformers release's layout), the cache is left as it is."""
-    from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
+    from transformers import DynamicCache, cache_utils
 
     cache = DynamicCache(config=model.config)
     layers = getattr(cache, "layers", None)
-    if layers and all(type(layer) is DynamicLayer for layer in layers):
+    plain = getattr(cache_utils, "DynamicLayer", None)
+    if layers and plain is not None and all(type(layer) is plain for layer in layers):
         reserved = _reserved_layer_class()
         cache.layers = [reserved(reserve) for _ in layers]
     return cache
