@@ -296,8 +296,7 @@ class HFBackend(Backend):
                 targets += s.targets
                 members.append(s)
         targets_t = torch.tensor(targets, dtype=torch.long)
-        accelerated = self.accelerator.scoring() if self.accelerator is not None else contextlib.nullcontext()
-        with torch.inference_mode(), accelerated:
+        with torch.inference_mode(), self._accelerated():
             logits = self._logits_at(input_ids.to(self.device), attention_mask.to(self.device),
                                      torch.tensor(b_idx, dtype=torch.long), torch.tensor(p_idx, dtype=torch.long),
                                      positions, segments, prefix=self._shared_prefix(batch))
@@ -384,6 +383,10 @@ class HFBackend(Backend):
             return self._greedy_batch(rows, req)
         return self._hf_generate_batch(rows, req)
 
+    def _accelerated(self, wanted: bool = True) -> contextlib.AbstractContextManager[Any]:
+        """The accelerator's forward swaps (its `scoring()` hook) if one is bound and `wanted`, else nothing."""
+        return self.accelerator.scoring() if self.accelerator is not None and wanted else contextlib.nullcontext()
+
     def _greedy_batch(self, rows: list[list[int]], req: GenerateRequest) -> list[GenerateResult]:
         """Greedy completions through generation.py, the batch's shared prefix run once when that pays."""
         prefix = 0
@@ -398,9 +401,7 @@ class HFBackend(Backend):
                 self._stop_tables[req.stop] = StopTable(self.tokenizer, req.stop,
                                                         int(getattr(self.model.config, "vocab_size", 0) or 0))
             table = self._stop_tables[req.stop]
-        accelerated = (self.accelerator.scoring() if self.accelerator is not None and self.options.gen_accelerate
-                       else contextlib.nullcontext())
-        with torch.inference_mode(), accelerated:
+        with torch.inference_mode(), self._accelerated(self.options.gen_accelerate):
             decoded = greedy_generate(self.model, rows, req.max_new_tokens, tokenizer=self.tokenizer, stop=req.stop,
                                       eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.pad_token_id,
                                       prefix=prefix, stop_table=table, drop_finished=self.options.gen_drop_finished,
